@@ -1,0 +1,103 @@
+//! Wiring: a validated config becomes an open store and loaded plugins; the commands run on it.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::{Config, PluginSource, StoreConfig};
+use crate::plan::{CompactionPlan, TableSpec};
+use crate::policy::wasm::Limits;
+use crate::policy::{DEFAULT_PLUGIN, PluginEngine, PolicyError, PolicyPlugin};
+use crate::store::{LocalStore, Store};
+use crate::summary::RunSummary;
+
+/// A problem with how compactor was asked to run (config, plugin): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub tables: Vec<TableSpec>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, UsageError> {
+    match config {
+        StoreConfig::Local { root } => LocalStore::try_new(root)
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|e| UsageError(format!("cannot open the warehouse directory: {e}"))),
+    }
+}
+
+/// Loads a plugin: `default` (the embedded one) or a path to a .wasm file.
+pub fn load_plugin(
+    engine: &PluginEngine,
+    source: &PluginSource,
+    settings: Vec<(String, String)>,
+) -> Result<PolicyPlugin, PolicyError> {
+    match source {
+        PluginSource::Embedded => PolicyPlugin::load(
+            engine,
+            DEFAULT_PLUGIN,
+            "embedded default",
+            settings,
+            Limits::default(),
+        ),
+        PluginSource::File(path) => {
+            let origin = path.display().to_string();
+            let bytes = std::fs::read(path).map_err(|e| PolicyError::Load {
+                origin: origin.clone(),
+                reason: e.to_string(),
+            })?;
+            PolicyPlugin::load(engine, &bytes, &origin, settings, Limits::default())
+        }
+    }
+}
+
+impl App {
+    pub fn open(config: Config) -> Result<App, UsageError> {
+        let store = open_store(&config.store)?;
+        let engine = PluginEngine::try_new().map_err(|e| UsageError(e.to_string()))?;
+        let mut tables = Vec::new();
+        for t in &config.tables {
+            let plugin = load_plugin(&engine, &t.plugin, t.settings.clone()).map_err(|e| {
+                UsageError(format!(
+                    "{}: table {:?}: {e}",
+                    config.path.display(),
+                    t.name
+                ))
+            })?;
+            tracing::debug!(table = %t.name, plugin = ?plugin, "plugin loaded");
+            tables.push(TableSpec {
+                name: t.name.clone(),
+                prefix: t.prefix.clone(),
+                plugin: Arc::new(plugin),
+            });
+        }
+        Ok(App {
+            config,
+            store,
+            tables,
+        })
+    }
+
+    pub async fn plan(&self, now_ms: i64) -> CompactionPlan {
+        crate::plan::plan(self.store.as_ref(), &self.tables, now_ms).await
+    }
+
+    pub async fn run_once(&self, now_ms: i64) -> RunSummary {
+        let start = std::time::Instant::now();
+        let plan = self.plan(now_ms).await;
+        let mut summary =
+            crate::compact::execute(self.store.clone(), &plan, &self.config.merge).await;
+        summary.elapsed = start.elapsed();
+        summary
+    }
+}

@@ -1,0 +1,139 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 all went well; 1 a partition or group failed (the others were still done);
+2 bad usage, config or plugin (nothing was done).
+
+Quick start: `compactor demo` seeds ./warehouse with small files and compacts them.
+Docs: README.md (config reference, writing a plugin).";
+
+/// Merges small Parquet files in hive-partitioned storage into large ones. Which partitions
+/// are cold and how files are grouped is decided by a WebAssembly policy plugin.
+#[derive(Debug, Parser)]
+#[command(name = "compactor", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// The config file (relative paths inside it resolve against its directory).
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "COMPACTOR_CONFIG",
+        default_value = "config.toml"
+    )]
+    pub config: PathBuf,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More log detail (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Pretend the current time is this (RFC 3339, e.g. 2026-11-20T05:10:00Z): for tests and
+    /// replaying a decision.
+    #[arg(long, global = true, hide = true, value_parser = parse_instant_ms)]
+    pub now: Option<i64>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compact every cold partition once, print a summary, exit (for cron, CI, by hand).
+    Once,
+    /// Dry run: show what `once` would do. Reads listings and footers, writes nothing.
+    Plan(PlanArgs),
+    /// Work with policy plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Seed the configured local warehouse with a demo table of small files (only if the table
+    /// is empty), then run `once` on it.
+    Demo,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Print the plan as JSON (for scripts) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Load a plugin, print its name, version and contract version, and run it through the
+    /// built-in scenarios (hot hour, many tiny files, one huge file, empty partition, shuffled
+    /// input). Exit 0 when every scenario passes.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The plugin: a .wasm component, or `default` for the built-in one.
+    pub file: String,
+    /// A setting handed to the plugin's configure (repeatable), e.g. --setting target_size=64MiB.
+    #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SSZ` (UTC) into milliseconds since the epoch.
+pub fn parse_instant_ms(text: &str) -> Result<i64, String> {
+    let bad = || format!("expected a UTC time like 2026-11-20T05:10:00Z, got {text:?}");
+    let t = text.strip_suffix('Z').ok_or_else(bad)?;
+    let (date, time) = t.split_once('T').ok_or_else(bad)?;
+    let d: Vec<&str> = date.split('-').collect();
+    let h: Vec<&str> = time.split(':').collect();
+    if d.len() != 3 || h.len() != 3 {
+        return Err(bad());
+    }
+    let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
+    let (y, mo, da) = (num(d[0])?, num(d[1])?, num(d[2])?);
+    let (hh, mm, ss) = (num(h[0])?, num(h[1])?, num(h[2])?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || hh > 23 || mm > 59 || ss > 60 {
+        return Err(bad());
+    }
+    let days = compactor_plugin_sdk::days_from_civil(y, mo as u32, da as u32);
+    Ok(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants() {
+        assert_eq!(parse_instant_ms("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_instant_ms("1970-01-02T01:00:01Z"), Ok(90_001_000));
+        assert!(parse_instant_ms("2026-11-20 05:10").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

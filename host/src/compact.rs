@@ -1,0 +1,295 @@
+//! Carrying out a [`CompactionPlan`]: per partition, finish earlier commits, then for each group
+//! merge → upload → verify → delete exactly the inputs, unchanged. A failure skips that group
+//! (or partition) with a message naming it; the run goes on and the summary reports it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::MergeConfig;
+use crate::journal::{self, Journal, JournalInput};
+use crate::merge::MergeError;
+use crate::merge::footer::{InputFile, read_input};
+use crate::merge::rewrite::{MergeStats, merge_to_file};
+use crate::merge::schema::split_compatible;
+use crate::plan::{Action, CompactionPlan, GroupPlan};
+use crate::store::{ObjectMeta, Store};
+use crate::summary::RunSummary;
+
+/// Hooks for tests of the commit protocol: stop the process at a given step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// After the merged file is uploaded and verified, before any input is deleted.
+    AfterUpload,
+}
+
+impl CrashPoint {
+    /// Read from `COMPACTOR_CRASH_AT` (`after-upload`); only tests set it.
+    pub fn from_env() -> Option<CrashPoint> {
+        match std::env::var("COMPACTOR_CRASH_AT").ok()?.as_str() {
+            "after-upload" => Some(CrashPoint::AfterUpload),
+            _ => None,
+        }
+    }
+}
+
+pub async fn execute(
+    store: Arc<dyn Store>,
+    plan: &CompactionPlan,
+    cfg: &MergeConfig,
+) -> RunSummary {
+    let start = Instant::now();
+    let mut summary = RunSummary::default();
+    let total_bytes: u64 = plan
+        .tables
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .filter_map(|p| match &p.action {
+            Action::Compact { groups } => Some(groups.iter().map(GroupPlan::bytes).sum::<u64>()),
+            _ => None,
+        })
+        .sum();
+    let progress = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let crash = CrashPoint::from_env();
+
+    for table in &plan.tables {
+        for prefix in &table.hot {
+            summary.skip("hot", format!("{prefix}: hot (policy), not listed"));
+        }
+        for p in &table.partitions {
+            let prefix = p.partition.prefix.as_str();
+            let span = tracing::info_span!("partition", table = %table.table, partition = %prefix);
+            let _enter = span.enter();
+            let mut recovery_failed = false;
+            for recovery in &p.recoveries {
+                match journal::apply(store.as_ref(), recovery).await {
+                    Ok(n) => {
+                        tracing::info!(
+                            deleted = n,
+                            "finished an earlier run's commit: {recovery:?}"
+                        );
+                        summary.recoveries += 1;
+                    }
+                    Err(e) => {
+                        summary.fail(format!("{prefix}: {e}"));
+                        recovery_failed = true;
+                    }
+                }
+            }
+            if recovery_failed {
+                continue;
+            }
+            match &p.action {
+                Action::Skip { reason } => {
+                    tracing::debug!("skipped: {reason}");
+                    let class = if reason.starts_with("hot") {
+                        "hot"
+                    } else {
+                        "policy"
+                    };
+                    summary.skip(class, format!("{prefix}: {reason}"));
+                }
+                Action::Failed { error } => {
+                    tracing::error!("{error}");
+                    summary.fail(format!("{prefix}: {error}"));
+                }
+                Action::Compact { groups } => {
+                    let mut merged_any = false;
+                    for group in groups {
+                        progress.set_message(prefix.to_string());
+                        match execute_group(store.as_ref(), prefix, group, cfg, &progress, crash)
+                            .await
+                        {
+                            Ok(outcome) => {
+                                merged_any |= !outcome.merged.is_empty();
+                                for note in &outcome.notes {
+                                    tracing::warn!("{note}");
+                                    summary.skipped.push(format!("{prefix}: {note}"));
+                                }
+                                for m in outcome.merged {
+                                    summary.groups_merged += 1;
+                                    summary.files_in += m.files;
+                                    summary.bytes_in += m.bytes_in;
+                                    summary.files_out += 1;
+                                    summary.bytes_out += m.stats.bytes;
+                                    summary.rows += m.stats.rows;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::error!(
+                                    "group of {} files refused: {e}",
+                                    group.inputs.len()
+                                );
+                                summary
+                                    .fail(format!("{prefix}: {e}; its files were left in place"));
+                            }
+                        }
+                        progress.inc(group.bytes());
+                    }
+                    if merged_any {
+                        summary.partitions_compacted += 1;
+                    } else {
+                        *summary
+                            .partitions_skipped
+                            .entry("schema".into())
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    progress.finish_and_clear();
+    summary.elapsed = start.elapsed();
+    summary
+}
+
+struct Merged {
+    files: u64,
+    bytes_in: u64,
+    stats: MergeStats,
+}
+
+#[derive(Default)]
+struct GroupOutcome {
+    merged: Vec<Merged>,
+    /// Schema splits and inputs left alone, said out loud.
+    notes: Vec<String>,
+}
+
+async fn execute_group(
+    store: &dyn Store,
+    prefix: &str,
+    group: &GroupPlan,
+    cfg: &MergeConfig,
+    progress: &ProgressBar,
+    crash: Option<CrashPoint>,
+) -> Result<GroupOutcome, MergeError> {
+    let mut inputs = Vec::with_capacity(group.inputs.len());
+    for meta in &group.inputs {
+        inputs.push(read_input(store, meta, cfg.max_row_group_bytes).await?);
+    }
+    let (sets, mut notes) = split_compatible(&inputs);
+    let mut outcome = GroupOutcome::default();
+    let single_file_group = group.inputs.len() == 1;
+    for set in sets {
+        let members: Vec<InputFile> = set.inputs.iter().map(|&i| inputs[i].clone()).collect();
+        if members.len() < 2 && !single_file_group {
+            notes.push(format!(
+                "{} left as it is: no other file in its group shares its schema",
+                members[0].meta.key
+            ));
+            continue;
+        }
+        let stats = commit_set(store, prefix, &members, set.schema, cfg, progress, crash).await?;
+        outcome.merged.push(Merged {
+            files: members.len() as u64,
+            bytes_in: members.iter().map(|m| m.meta.size).sum(),
+            stats,
+        });
+    }
+    outcome.notes = notes;
+    Ok(outcome)
+}
+
+/// Merge, upload, verify, delete: the commit protocol for one compatible set of inputs.
+async fn commit_set(
+    store: &dyn Store,
+    prefix: &str,
+    inputs: &[InputFile],
+    schema: arrow_schema::SchemaRef,
+    cfg: &MergeConfig,
+    _progress: &ProgressBar,
+    crash: Option<CrashPoint>,
+) -> Result<MergeStats, MergeError> {
+    let metas: Vec<ObjectMeta> = inputs.iter().map(|i| i.meta.clone()).collect();
+    let output = journal::output_key(prefix, &metas);
+    let journal = Journal {
+        version: 1,
+        rows: inputs.iter().map(|i| i.rows).sum(),
+        inputs: inputs
+            .iter()
+            .map(|i| JournalInput {
+                key: i.meta.key.clone(),
+                size: i.meta.size,
+                etag: i.meta.etag.clone(),
+                rows: i.rows,
+            })
+            .collect(),
+    };
+
+    std::fs::create_dir_all(&cfg.work_dir)
+        .map_err(|e| MergeError::Write(format!("work dir {}: {e}", cfg.work_dir.display())))?;
+    let spool = tempfile::Builder::new()
+        .prefix("compactor-")
+        .suffix(".parquet")
+        .tempfile_in(&cfg.work_dir)
+        .map_err(|e| MergeError::Write(format!("work dir {}: {e}", cfg.work_dir.display())))?;
+
+    // Fetch inputs one ahead of the decoder: memory holds at most two input files.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, MergeError>>(1);
+    let fetch = async {
+        for meta in &metas {
+            let data = store.get(&meta.key).await.map_err(MergeError::from);
+            let failed = data.is_err();
+            if tx.send(data).await.is_err() || failed {
+                break;
+            }
+        }
+        drop(tx);
+    };
+    let merge = {
+        let inputs = inputs.to_vec();
+        let cfg = cfg.clone();
+        let dest = spool.path().to_path_buf();
+        let kv = vec![journal.to_key_value()];
+        tokio::task::spawn_blocking(move || {
+            let mut next = || rx.blocking_recv();
+            merge_to_file(&inputs, schema, &mut next, &cfg, kv, &dest, &|_| {})
+        })
+    };
+    let ((), merged) = tokio::join!(fetch, merge);
+    let stats = merged.map_err(|e| MergeError::Write(format!("merge task failed: {e}")))??;
+
+    store.put_file(&output, spool.path()).await?;
+    if let Err(reason) = journal::verify_output(store, &output, &journal).await {
+        // Roll back: the inputs stay, the bad output goes.
+        let _ = store.delete_many(std::slice::from_ref(&output)).await;
+        return Err(MergeError::Write(format!(
+            "{output} failed verification: {reason}"
+        )));
+    }
+    tracing::info!(output = %output, files = inputs.len(), rows = stats.rows, bytes = stats.bytes, "merged");
+    if crash == Some(CrashPoint::AfterUpload) {
+        tracing::warn!("COMPACTOR_CRASH_AT=after-upload: exiting before deleting inputs");
+        std::process::exit(86);
+    }
+
+    // Delete exactly the inputs that are unchanged since they were read.
+    let mut unchanged = Vec::new();
+    for meta in &metas {
+        match store.head(&meta.key).await {
+            Ok(now) if now.size == meta.size && now.etag == meta.etag => {
+                unchanged.push(meta.key.clone())
+            }
+            Ok(_) => tracing::warn!(file = %meta.key, "changed while being merged; left in place"),
+            Err(e) => {
+                tracing::warn!(file = %meta.key, "cannot check before deleting ({e}); left in place")
+            }
+        }
+    }
+    let failed = store.delete_many(&unchanged).await;
+    if let Some((key, e)) = failed.first() {
+        return Err(MergeError::Write(format!(
+            "merged into {output}, but deleting {key} failed ({e}); the next run finishes it"
+        )));
+    }
+    Ok(stats)
+}

@@ -1,0 +1,434 @@
+//! `config.toml`: read in two steps. [`RawConfig`] mirrors the file (unknown keys refused);
+//! [`Config::try_from_raw`] checks every value once and hands the rest of the program types
+//! it can trust (sizes in bytes, absolute paths, a parsed compression).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use compactor_plugin_sdk::parse_size;
+use parquet::basic::{Compression, ZstdLevel};
+use serde::Deserialize;
+
+/// A config problem: the message names the file and the key. Exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub store: RawStore,
+    #[serde(default)]
+    pub merge: RawMerge,
+    #[serde(default)]
+    pub tables: Vec<RawTable>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `file://DIR` (relative to the config file's directory) or an absolute `file:///DIR`.
+    pub url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMerge {
+    /// `zstd`, `zstd(LEVEL)`, `snappy`, `lz4`, `gzip` or `none`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Row groups are cut when their encoded size reaches this.
+    #[serde(default = "default_row_group_size")]
+    pub row_group_size: String,
+    /// Inputs whose row groups decompress to more than this are refused, so one hostile file
+    /// cannot exhaust memory.
+    #[serde(default = "default_max_row_group_bytes")]
+    pub max_row_group_bytes: String,
+    /// Rows per decoded batch.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// Where merged files are written before upload. Default: the system temp directory.
+    #[serde(default)]
+    pub work_dir: Option<String>,
+}
+
+impl Default for RawMerge {
+    fn default() -> Self {
+        RawMerge {
+            compression: default_compression(),
+            row_group_size: default_row_group_size(),
+            max_row_group_bytes: default_max_row_group_bytes(),
+            batch_rows: default_batch_rows(),
+            work_dir: None,
+        }
+    }
+}
+
+fn default_compression() -> String {
+    "zstd(3)".into()
+}
+fn default_row_group_size() -> String {
+    "64MiB".into()
+}
+fn default_max_row_group_bytes() -> String {
+    "1GiB".into()
+}
+fn default_batch_rows() -> usize {
+    8192
+}
+fn default_plugin() -> String {
+    "default".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTable {
+    pub name: String,
+    /// Key prefix of the table in the store, e.g. `events/`.
+    pub prefix: String,
+    /// `"default"` for the embedded plugin, or a path to a `.wasm` component (relative to the
+    /// config file's directory).
+    #[serde(default = "default_plugin")]
+    pub plugin: String,
+    /// Handed to the plugin's `configure` as strings.
+    #[serde(default)]
+    pub settings: BTreeMap<String, toml::Value>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub store: StoreConfig,
+    pub merge: MergeConfig,
+    pub tables: Vec<TableConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Local { root: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct MergeConfig {
+    pub compression: Compression,
+    pub row_group_bytes: u64,
+    pub max_row_group_bytes: u64,
+    pub batch_rows: usize,
+    pub work_dir: PathBuf,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        MergeConfig {
+            compression: Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
+            row_group_bytes: 64 << 20,
+            max_row_group_bytes: 1 << 30,
+            batch_rows: default_batch_rows(),
+            work_dir: std::env::temp_dir(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableConfig {
+    pub name: String,
+    /// Ends in `/`.
+    pub prefix: String,
+    pub plugin: PluginSource,
+    pub settings: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// The default policy built into the binary.
+    Embedded,
+    /// A `.wasm` component on disk (absolute path).
+    File(PathBuf),
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.display().to_string(),
+            message: format!("cannot read the config file: {e} (pass --config FILE)"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates `text` as if read from `path` (relative paths resolve against its directory).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            path: path.display().to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        Config::try_from_raw(path, raw)
+    }
+
+    pub fn try_from_raw(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+        let fail = |message: String| ConfigError {
+            path: path.display().to_string(),
+            message,
+        };
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let store = parse_store_url(&raw.store.url, base).map_err(fail)?;
+
+        let size = |key: &str, value: &str| {
+            parse_size(value).map_err(|e| fail(format!("[merge] {key} = {value:?}: {e}")))
+        };
+        let row_group_bytes = size("row_group_size", &raw.merge.row_group_size)?;
+        let max_row_group_bytes = size("max_row_group_bytes", &raw.merge.max_row_group_bytes)?;
+        if row_group_bytes < 1024 {
+            return Err(fail("[merge] row_group_size must be at least 1KiB".into()));
+        }
+        if raw.merge.batch_rows == 0 || raw.merge.batch_rows > 1 << 20 {
+            return Err(fail(
+                "[merge] batch_rows must be between 1 and 1048576".into(),
+            ));
+        }
+        let merge = MergeConfig {
+            compression: parse_compression(&raw.merge.compression).map_err(|e| {
+                fail(format!(
+                    "[merge] compression = {:?}: {e}",
+                    raw.merge.compression
+                ))
+            })?,
+            row_group_bytes,
+            max_row_group_bytes,
+            batch_rows: raw.merge.batch_rows,
+            work_dir: raw
+                .merge
+                .work_dir
+                .map(|d| base.join(d))
+                .unwrap_or_else(std::env::temp_dir),
+        };
+
+        if raw.tables.is_empty() {
+            return Err(fail(
+                "no [[tables]] configured: add at least one table".into(),
+            ));
+        }
+        let mut tables: Vec<TableConfig> = Vec::new();
+        for t in raw.tables {
+            let at = format!("[[tables]] {:?}", t.name);
+            if t.name.trim().is_empty() {
+                return Err(fail("[[tables]] name must not be empty".into()));
+            }
+            if tables.iter().any(|other| other.name == t.name) {
+                return Err(fail(format!("{at}: the table name is used twice")));
+            }
+            let prefix =
+                normalize_prefix(&t.prefix).map_err(|e| fail(format!("{at}: prefix: {e}")))?;
+            if let Some(other) = tables
+                .iter()
+                .find(|o| o.prefix.starts_with(&prefix) || prefix.starts_with(&o.prefix))
+            {
+                return Err(fail(format!(
+                    "{at}: prefix {prefix:?} overlaps table {:?} ({:?}); a file must belong to one table",
+                    other.name, other.prefix
+                )));
+            }
+            let plugin = match t.plugin.as_str() {
+                "default" => PluginSource::Embedded,
+                file => {
+                    let p = base.join(file);
+                    if !p.is_file() {
+                        return Err(fail(format!(
+                            "{at}: plugin {file:?}: no such file ({}); use \"default\" or a path to a .wasm component",
+                            p.display()
+                        )));
+                    }
+                    PluginSource::File(p.canonicalize().unwrap_or(p))
+                }
+            };
+            let settings = t
+                .settings
+                .into_iter()
+                .map(|(k, v)| {
+                    let value = match v {
+                        toml::Value::String(s) => s,
+                        toml::Value::Integer(i) => i.to_string(),
+                        toml::Value::Float(f) => f.to_string(),
+                        toml::Value::Boolean(b) => b.to_string(),
+                        other => {
+                            return Err(fail(format!(
+                                "{at}: setting {k}: expected a string or number, got {}",
+                                other.type_str()
+                            )));
+                        }
+                    };
+                    Ok((k, value))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            tables.push(TableConfig {
+                name: t.name,
+                prefix,
+                plugin,
+                settings,
+            });
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            store,
+            merge,
+            tables,
+        })
+    }
+}
+
+fn parse_store_url(url: &str, base: &Path) -> Result<StoreConfig, String> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        if rest.is_empty() {
+            return Err("[store] url = \"file://\" names no directory".into());
+        }
+        return Ok(StoreConfig::Local {
+            root: base.join(rest),
+        });
+    }
+    if url.starts_with("s3://") {
+        return Err(format!(
+            "[store] url = {url:?}: the S3 backend is not available in this version yet; use file://DIR"
+        ));
+    }
+    Err(format!(
+        "[store] url = {url:?}: expected file://DIR (relative to the config file) or file:///ABSOLUTE/DIR"
+    ))
+}
+
+fn normalize_prefix(prefix: &str) -> Result<String, String> {
+    let p = prefix.trim_matches('/');
+    if p.is_empty() {
+        return Err("must name a directory such as \"events/\"".into());
+    }
+    crate::store::validate_key(p).map_err(|e| e.to_string())?;
+    Ok(format!("{p}/"))
+}
+
+/// `zstd`, `zstd(5)`, `snappy`, `lz4`, `gzip`, `none`.
+pub fn parse_compression(text: &str) -> Result<Compression, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let (name, level) = match t.split_once('(') {
+        Some((name, rest)) => {
+            let level = rest
+                .strip_suffix(')')
+                .and_then(|l| l.trim().parse::<i32>().ok())
+                .ok_or("expected a level like zstd(3)")?;
+            (name.trim().to_string(), Some(level))
+        }
+        None => (t.clone(), None),
+    };
+    Ok(match (name.as_str(), level) {
+        ("zstd", level) => Compression::ZSTD(
+            ZstdLevel::try_new(level.unwrap_or(3)).map_err(|e| format!("zstd level: {e}"))?,
+        ),
+        ("snappy", None) => Compression::SNAPPY,
+        ("lz4", None) => Compression::LZ4_RAW,
+        ("gzip", None) => Compression::GZIP(Default::default()),
+        ("none" | "uncompressed", None) => Compression::UNCOMPRESSED,
+        _ => return Err("expected zstd, zstd(LEVEL), snappy, lz4, gzip or none".into()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/compactor/config.toml"), text)
+    }
+
+    const MINIMAL: &str = r#"
+[store]
+url = "file://./warehouse"
+[[tables]]
+name = "events"
+prefix = "events"
+[tables.settings]
+target_size = "128MiB"
+min_files = 2
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults_and_resolved_paths() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(
+            c.store,
+            StoreConfig::Local {
+                root: PathBuf::from("/etc/compactor/./warehouse")
+            }
+        );
+        assert_eq!(c.tables[0].prefix, "events/");
+        assert_eq!(c.tables[0].plugin, PluginSource::Embedded);
+        assert_eq!(
+            c.tables[0].settings,
+            vec![
+                ("min_files".into(), "2".into()),
+                ("target_size".into(), "128MiB".into())
+            ]
+        );
+        assert_eq!(c.merge.row_group_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (MINIMAL.replace("prefix", "prefx"), "prefx"),
+            (MINIMAL.replace("file://./warehouse", "ftp://x"), "ftp://x"),
+            (
+                MINIMAL.replace("file://./warehouse", "s3://bucket"),
+                "not available",
+            ),
+            (
+                format!("{MINIMAL}[merge]\nrow_group_size = \"big\"\n"),
+                "row_group_size",
+            ),
+            (
+                format!("{MINIMAL}[merge]\ncompression = \"zip\"\n"),
+                "compression",
+            ),
+            (
+                MINIMAL.replace(
+                    "name = \"events\"",
+                    "name = \"events\"\nplugin = \"nope.wasm\"",
+                ),
+                "nope.wasm",
+            ),
+            (
+                format!("{MINIMAL}[[tables]]\nname = \"events\"\nprefix = \"other\"\n"),
+                "used twice",
+            ),
+            (
+                format!("{MINIMAL}[[tables]]\nname = \"e2\"\nprefix = \"events/sub\"\n"),
+                "overlaps",
+            ),
+            (
+                MINIMAL.replace("prefix = \"events\"", "prefix = \"../up\""),
+                "prefix",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle:?} not in {err}");
+            assert!(err.starts_with("/etc/compactor/config.toml"), "{err}");
+        }
+    }
+
+    #[test]
+    fn compression_names() {
+        assert!(matches!(
+            parse_compression("zstd(9)"),
+            Ok(Compression::ZSTD(_))
+        ));
+        assert_eq!(parse_compression("snappy"), Ok(Compression::SNAPPY));
+        assert!(parse_compression("zstd(99)").is_err());
+        assert!(parse_compression("snappy(2)").is_err());
+    }
+}

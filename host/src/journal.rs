@@ -1,0 +1,231 @@
+//! The commit protocol's memory, kept in the bucket itself.
+//!
+//! Every merged file records its inputs (key, size, ETag, rows) in its footer's key-value
+//! metadata. The steps are: write the merged file whole (atomic) → read its footer back and
+//! check the rows → delete exactly the recorded inputs that are unchanged. A process killed
+//! between the write and the last delete leaves a merged file whose inputs still exist;
+//! [`detect`] finds it at the start of the next run and [`apply`] finishes the job: roll forward
+//! (delete the leftover inputs) when the merged file verifies, roll back (delete the merged file)
+//! when it does not. So a kill at any moment costs at most a short window of duplicates.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::layout::{OUTPUT_PREFIX, is_output};
+use crate::merge::footer::{read_metadata, row_group_rows};
+use crate::store::{ObjectMeta, Store};
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
+
+/// Footer keys we own start with this; they are never copied from inputs.
+pub const KEY_PREFIX: &str = "compactor.";
+/// The footer key holding the [`Journal`].
+pub const INPUTS_KEY: &str = "compactor.inputs";
+
+/// What a merged file was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    pub version: u32,
+    /// Total rows, equal to the sum of the inputs' rows.
+    pub rows: u64,
+    pub inputs: Vec<JournalInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalInput {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    pub rows: u64,
+}
+
+impl Journal {
+    pub fn to_key_value(&self) -> KeyValue {
+        KeyValue::new(
+            INPUTS_KEY.to_string(),
+            serde_json::to_string(self).unwrap_or_default(),
+        )
+    }
+
+    /// The journal in a footer: `None` if there is none, `Some(Err)` if it is unreadable.
+    pub fn from_metadata(md: &ParquetMetaData) -> Option<Result<Journal, String>> {
+        let kv = md.file_metadata().key_value_metadata()?;
+        let value = kv
+            .iter()
+            .find(|kv| kv.key == INPUTS_KEY)?
+            .value
+            .as_deref()?;
+        Some(serde_json::from_str(value).map_err(|e| format!("unreadable {INPUTS_KEY}: {e}")))
+    }
+}
+
+/// The output key for a set of inputs: derived from their keys and ETags, so a retried merge
+/// of the same inputs writes the same key instead of a second copy.
+pub fn output_key(partition_prefix: &str, inputs: &[ObjectMeta]) -> String {
+    let mut sorted: Vec<&ObjectMeta> = inputs.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut hash = Sha256::new();
+    for m in sorted {
+        hash.update(m.key.as_bytes());
+        hash.update([0]);
+        hash.update(m.etag.as_bytes());
+        hash.update([0]);
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{partition_prefix}{OUTPUT_PREFIX}{hex}.parquet")
+}
+
+/// Reads `key`'s footer back and checks it holds `journal` and the journal's row count.
+pub async fn verify_output(store: &dyn Store, key: &str, journal: &Journal) -> Result<(), String> {
+    let md = read_metadata(store, key).await.map_err(|e| e.to_string())?;
+    check_footer(&md, journal)
+}
+
+fn check_footer(md: &ParquetMetaData, expected: &Journal) -> Result<(), String> {
+    let rows = row_group_rows(md);
+    match Journal::from_metadata(md) {
+        None => return Err("its footer has no record of its inputs".into()),
+        Some(Err(e)) => return Err(e),
+        Some(Ok(found)) if &found != expected => {
+            return Err("its footer records other inputs than expected".into());
+        }
+        Some(Ok(_)) => {}
+    }
+    if rows < 0 || rows as u64 != expected.rows {
+        return Err(format!(
+            "it holds {rows} rows, its inputs {}",
+            expected.rows
+        ));
+    }
+    Ok(())
+}
+
+/// An unfinished commit found in a partition.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Recovery {
+    /// The merged file is good: delete the inputs that are still there and unchanged.
+    RollForward {
+        output: String,
+        delete: Vec<String>,
+        /// Inputs whose size or ETag changed since the merge: left alone.
+        changed: Vec<String>,
+    },
+    /// The merged file is not good: delete it; the inputs stay.
+    RollBack { output: String, reason: String },
+}
+
+/// Finds unfinished commits among a partition's `files`.
+pub async fn detect(store: &dyn Store, files: &[ObjectMeta]) -> Vec<Recovery> {
+    let mut found = Vec::new();
+    for output in files.iter().filter(|f| is_output(&f.key)) {
+        let md = match read_metadata(store, &output.key).await {
+            Ok(md) => md,
+            Err(e) => {
+                tracing::warn!(file = %output.key, "cannot read a merged file's footer, leaving it: {e}");
+                continue;
+            }
+        };
+        let journal = match Journal::from_metadata(&md) {
+            Some(Ok(j)) => j,
+            Some(Err(e)) => {
+                tracing::warn!(file = %output.key, "{e}; leaving it");
+                continue;
+            }
+            None => continue,
+        };
+        let present: Vec<(&JournalInput, &ObjectMeta)> = journal
+            .inputs
+            .iter()
+            .filter_map(|i| files.iter().find(|f| f.key == i.key).map(|f| (i, f)))
+            .filter(|(_, f)| f.key != output.key)
+            .collect();
+        if present.is_empty() {
+            continue;
+        }
+        found.push(match check_footer(&md, &journal) {
+            Ok(()) => {
+                let (same, changed): (Vec<_>, Vec<_>) = present
+                    .into_iter()
+                    .partition(|(i, f)| i.size == f.size && i.etag == f.etag);
+                Recovery::RollForward {
+                    output: output.key.clone(),
+                    delete: same.into_iter().map(|(_, f)| f.key.clone()).collect(),
+                    changed: changed.into_iter().map(|(_, f)| f.key.clone()).collect(),
+                }
+            }
+            Err(reason) => Recovery::RollBack {
+                output: output.key.clone(),
+                reason,
+            },
+        });
+    }
+    found
+}
+
+impl Recovery {
+    /// Keys this recovery touches, which the policy must not plan around this run.
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            Recovery::RollForward {
+                output,
+                delete,
+                changed,
+            } => std::iter::once(output.as_str())
+                .chain(delete.iter().map(String::as_str))
+                .chain(changed.iter().map(String::as_str))
+                .collect(),
+            Recovery::RollBack { output, .. } => vec![output.as_str()],
+        }
+    }
+}
+
+/// Carries out a recovery. Returns the number of objects deleted.
+pub async fn apply(store: &dyn Store, recovery: &Recovery) -> Result<usize, String> {
+    let keys: Vec<String> = match recovery {
+        Recovery::RollForward {
+            output,
+            delete,
+            changed,
+        } => {
+            for key in changed {
+                tracing::warn!(file = %key, output = %output,
+                    "input changed since it was merged; left in place (its old rows are in the merged file)");
+            }
+            delete.clone()
+        }
+        Recovery::RollBack { output, reason } => {
+            tracing::warn!(file = %output, "merged file failed verification ({reason}); deleting it, its inputs stay");
+            vec![output.clone()]
+        }
+    };
+    let failed = store.delete_many(&keys).await;
+    if let Some((key, e)) = failed.first() {
+        return Err(format!("recovery could not delete {key}: {e}"));
+    }
+    Ok(keys.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(key: &str, etag: &str) -> ObjectMeta {
+        ObjectMeta {
+            key: key.into(),
+            size: 1,
+            last_modified_ms: 0,
+            etag: etag.into(),
+        }
+    }
+
+    #[test]
+    fn output_key_depends_on_inputs_not_their_order() {
+        let a = meta("t/p/a.parquet", "1");
+        let b = meta("t/p/b.parquet", "2");
+        let k1 = output_key("t/p/", &[a.clone(), b.clone()]);
+        assert_eq!(k1, output_key("t/p/", &[b.clone(), a.clone()]));
+        assert!(k1.starts_with("t/p/compacted-") && k1.ends_with(".parquet"));
+        assert_ne!(k1, output_key("t/p/", &[a, meta("t/p/b.parquet", "3")]));
+    }
+}

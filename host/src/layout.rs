@@ -1,0 +1,109 @@
+//! Hive layout: which prefixes are partitions, what their keys are, which objects are data.
+//! Pure functions, no I/O.
+
+use serde::Serialize;
+
+/// A hive partition of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Partition {
+    pub table: String,
+    /// Full prefix in the store, ending in `/` (or the table prefix itself).
+    pub prefix: String,
+    /// `key=value` segments below the table prefix, in path order.
+    pub keys: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.prefix)
+    }
+}
+
+/// Name prefix of the files compactor writes; recovery looks only at these.
+pub const OUTPUT_PREFIX: &str = "compacted-";
+
+/// Hive keys of `prefix` below `table_prefix`: every `k=v` segment. Other segments carry no key.
+pub fn partition_keys(table_prefix: &str, prefix: &str) -> Vec<(String, String)> {
+    prefix
+        .strip_prefix(table_prefix)
+        .unwrap_or(prefix)
+        .split('/')
+        .filter_map(|segment| segment.split_once('='))
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Hidden names (`_SUCCESS`, `_temporary/`, `.spark-staging/`, `.crc` files) are never data
+/// and never partitions, as in Hive, Spark and Trino.
+pub fn is_hidden(name: &str) -> bool {
+    name.starts_with('_') || name.starts_with('.')
+}
+
+/// Whether an object is a data file of its partition.
+pub fn is_data_file(key: &str) -> bool {
+    let name = crate::store::file_name(key);
+    !is_hidden(name) && name.to_ascii_lowercase().ends_with(".parquet")
+}
+
+/// Whether an object was written by compactor.
+pub fn is_output(key: &str) -> bool {
+    crate::store::file_name(key).starts_with(OUTPUT_PREFIX)
+}
+
+/// The last segment of a prefix ending in `/`.
+pub fn last_segment(prefix: &str) -> &str {
+    prefix
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+}
+
+/// Hive path segment for a value: `dt=2026-11-20/hour=03/`.
+pub fn hour_prefix(table_prefix: &str, date: &str, hour: u32) -> String {
+    format!("{table_prefix}dt={date}/hour={hour:02}/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_from_hive_segments_only() {
+        let keys = partition_keys("events/", "events/dt=2026-11-20/raw/hour=03/");
+        assert_eq!(
+            keys,
+            vec![
+                ("dt".into(), "2026-11-20".into()),
+                ("hour".into(), "03".into())
+            ]
+        );
+        assert!(partition_keys("events/", "events/").is_empty());
+        assert_eq!(
+            partition_keys("t/", "t/a=b=c/"),
+            vec![("a".into(), "b=c".into())]
+        );
+    }
+
+    #[test]
+    fn data_files_and_hidden_names() {
+        assert!(is_data_file("t/dt=1/part-0.parquet"));
+        assert!(is_data_file("t/dt=1/PART-0.PARQUET"));
+        assert!(!is_data_file("t/dt=1/_SUCCESS"));
+        assert!(!is_data_file("t/dt=1/.part-0.parquet.crc"));
+        assert!(!is_data_file("t/dt=1/_tmp.parquet"));
+        assert!(!is_data_file("t/dt=1/notes.txt"));
+        assert!(is_output("t/dt=1/compacted-0123.parquet"));
+        assert!(!is_output("t/dt=1/part-compacted-0123.parquet"));
+    }
+
+    #[test]
+    fn segments() {
+        assert_eq!(last_segment("t/dt=1/hour=02/"), "hour=02");
+        assert_eq!(
+            hour_prefix("t/", "2026-11-20", 3),
+            "t/dt=2026-11-20/hour=03/"
+        );
+    }
+}

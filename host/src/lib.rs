@@ -1,0 +1,19 @@
+//! compactor: merges small Parquet files in hive-partitioned storage into large ones, with the
+//! policy (what is cold, what to group, how large) in WebAssembly plugins.
+//!
+//! The pieces, in the order a run uses them: [`config`] → [`app`] opens the [`store`] and loads
+//! the [`policy`] plugins → [`plan`] walks the [`layout`] and asks the policy → [`compact`]
+//! carries the plan out with [`merge`], committing through the [`journal`] → [`summary`].
+
+pub mod app;
+pub mod cli;
+pub mod compact;
+pub mod config;
+pub mod demo;
+pub mod journal;
+pub mod layout;
+pub mod merge;
+pub mod plan;
+pub mod policy;
+pub mod store;
+pub mod summary;

@@ -1,0 +1,257 @@
+//! Reading and checking an input's footer before any of its data is merged.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use bytes::Bytes;
+use parquet::arrow::parquet_to_arrow_schema;
+use parquet::basic::Type as PhysicalType;
+use parquet::file::metadata::{FileMetaData, ParquetMetaData, ParquetMetaDataReader};
+
+use super::{MergeError, catch_panic};
+use crate::store::{ObjectMeta, Store};
+
+/// Most footers fit in this many bytes, read with the file's last bytes in one request.
+const FOOTER_GUESS: u64 = 64 << 10;
+
+/// An input file whose footer has been read and checked.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    pub meta: ObjectMeta,
+    /// The footer, with the file-level row count corrected to the sum of its row groups.
+    pub metadata: Arc<ParquetMetaData>,
+    /// The Arrow schema to read it with (INT96 columns at a unit that holds them exactly).
+    pub schema: SchemaRef,
+    /// Rows counted from the row groups (not the file-level field, which some writers get wrong).
+    pub rows: u64,
+}
+
+fn unreadable(key: &str, reason: impl Into<String>) -> MergeError {
+    MergeError::Unreadable {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads and decodes the footer of `key`, in one request when it is small.
+pub async fn read_metadata(store: &dyn Store, key: &str) -> Result<ParquetMetaData, MergeError> {
+    let (tail, size) = store.get_tail(key, FOOTER_GUESS).await?;
+    let footer_len = footer_length(key, &tail, size)?;
+    let metadata_bytes = if footer_len + 8 <= tail.len() as u64 {
+        tail.slice(tail.len() - 8 - footer_len as usize..tail.len() - 8)
+    } else {
+        store
+            .get_range(key, size - 8 - footer_len..size - 8)
+            .await?
+    };
+    catch_panic(key, || {
+        ParquetMetaDataReader::decode_metadata(&metadata_bytes)
+            .map_err(|e| unreadable(key, format!("corrupt footer: {e}")))
+    })
+}
+
+/// Rows in a file, counted from its row groups.
+pub fn row_group_rows(md: &ParquetMetaData) -> i64 {
+    md.row_groups().iter().map(|rg| rg.num_rows()).sum()
+}
+
+/// Reads the footer of `meta.key` and checks what can be checked without its data.
+pub async fn read_input(
+    store: &dyn Store,
+    meta: &ObjectMeta,
+    max_row_group_bytes: u64,
+) -> Result<InputFile, MergeError> {
+    let key = meta.key.as_str();
+    let metadata = read_metadata(store, key).await?;
+    let metadata = with_true_row_count(key, metadata)?;
+    let rows = metadata.file_metadata().num_rows() as u64;
+    for (i, rg) in metadata.row_groups().iter().enumerate() {
+        let bytes = rg.total_byte_size().max(0) as u64;
+        if bytes > max_row_group_bytes {
+            return Err(MergeError::TooLarge {
+                key: key.to_string(),
+                row_group: i,
+                bytes,
+                limit: max_row_group_bytes,
+            });
+        }
+    }
+    let fm = metadata.file_metadata();
+    let mut schema = catch_panic(key, || {
+        parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
+            .map_err(|e| unreadable(key, format!("unsupported schema: {e}")))
+    })?;
+    if has_int96(&metadata) {
+        let data = store.get(key).await?;
+        let exact_in_micros = catch_panic(key, || int96_columns_exact_in_micros(key, &data))?;
+        schema = int96_as_micros(schema, &exact_in_micros);
+    }
+    Ok(InputFile {
+        meta: meta.clone(),
+        metadata: Arc::new(metadata),
+        schema: Arc::new(schema),
+        rows,
+    })
+}
+
+/// Checks the magic bytes and returns the footer length.
+fn footer_length(key: &str, tail: &Bytes, size: u64) -> Result<u64, MergeError> {
+    if size < 12 {
+        return Err(unreadable(
+            key,
+            format!("not a Parquet file: {size} bytes is too small to hold one"),
+        ));
+    }
+    let end = &tail[tail.len() - 4..];
+    if end == b"PARE" {
+        return Err(unreadable(
+            key,
+            "encrypted Parquet (encrypted footer) is not supported; the file was left as it is",
+        ));
+    }
+    if end != b"PAR1" {
+        return Err(unreadable(
+            key,
+            "not a Parquet file: no PAR1 magic at its end (truncated or another format)",
+        ));
+    }
+    let len_bytes: [u8; 4] = tail[tail.len() - 8..tail.len() - 4]
+        .try_into()
+        .map_err(|_| unreadable(key, "corrupt footer"))?;
+    let len = u32::from_le_bytes(len_bytes) as u64;
+    if len + 12 > size {
+        return Err(unreadable(
+            key,
+            format!("corrupt footer: it claims {len} bytes in a {size}-byte file"),
+        ));
+    }
+    Ok(len)
+}
+
+/// Replaces the file-level row count by the sum of the row groups'. Some writers leave the
+/// file-level field at 0, and the Arrow reader then returns no rows at all.
+fn with_true_row_count(key: &str, md: ParquetMetaData) -> Result<ParquetMetaData, MergeError> {
+    let mut rows: i64 = 0;
+    for rg in md.row_groups() {
+        if rg.num_rows() < 0 {
+            return Err(unreadable(
+                key,
+                "corrupt footer: a row group has a negative row count",
+            ));
+        }
+        rows = rows
+            .checked_add(rg.num_rows())
+            .ok_or_else(|| unreadable(key, "corrupt footer: row counts overflow"))?;
+    }
+    let fm = md.file_metadata();
+    if fm.num_rows() == rows {
+        return Ok(md);
+    }
+    let file_metadata = FileMetaData::new(
+        fm.version(),
+        rows,
+        fm.created_by().map(str::to_string),
+        fm.key_value_metadata().cloned(),
+        fm.schema_descr_ptr(),
+        fm.column_orders().cloned(),
+    );
+    let row_groups = md.row_groups().to_vec();
+    Ok(ParquetMetaData::new(file_metadata, row_groups))
+}
+
+fn has_int96(md: &ParquetMetaData) -> bool {
+    md.file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .any(|c| c.physical_type() == PhysicalType::INT96)
+}
+
+/// For each top-level INT96 column, whether every value is a whole number of microseconds.
+///
+/// The Arrow reader maps INT96 to nanoseconds by default, which silently wraps instants outside
+/// 1677..2262 (Spark writes such values). Read as microseconds, those fit; but sub-microsecond
+/// digits would be cut. So a column is read as microseconds exactly when no value has them, and
+/// otherwise as nanoseconds, and then only if every value fits there; else the file is refused.
+fn int96_columns_exact_in_micros(key: &str, data: &Bytes) -> Result<Vec<String>, MergeError> {
+    use parquet::column::reader::get_typed_column_reader;
+    use parquet::data_type::Int96Type;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let fail = |e: parquet::errors::ParquetError| unreadable(key, format!("corrupt file: {e}"));
+    let reader = SerializedFileReader::new(data.clone()).map_err(fail)?;
+    let descr = reader.metadata().file_metadata().schema_descr_ptr();
+    let mut exact = Vec::new();
+    for (col, c) in descr.columns().iter().enumerate() {
+        if c.physical_type() != PhysicalType::INT96 {
+            continue;
+        }
+        let top_level = c.path().parts().len() == 1;
+        let (mut whole_micros, mut fits_nanos) = (true, true);
+        for rg in 0..reader.num_row_groups() {
+            let rg_reader = reader.get_row_group(rg).map_err(fail)?;
+            let mut column = get_typed_column_reader::<Int96Type>(
+                rg_reader.get_column_reader(col).map_err(fail)?,
+            );
+            loop {
+                let mut values = Vec::new();
+                let mut defs = Vec::new();
+                let mut reps = Vec::new();
+                let (records, _, _) = column
+                    .read_records(8192, Some(&mut defs), Some(&mut reps), &mut values)
+                    .map_err(fail)?;
+                for v in &values {
+                    let d = v.data();
+                    let nanos_of_day = ((d[1] as u64) << 32) | d[0] as u64;
+                    let days = d[2] as i64 - 2_440_588;
+                    whole_micros &= nanos_of_day % 1000 == 0;
+                    fits_nanos &= days
+                        .checked_mul(86_400_000_000_000)
+                        .and_then(|n| n.checked_add(nanos_of_day as i64))
+                        .is_some();
+                }
+                if records == 0 {
+                    break;
+                }
+            }
+        }
+        if !whole_micros && !fits_nanos {
+            return Err(unreadable(
+                key,
+                format!(
+                    "INT96 column {} holds instants outside the nanosecond range with \
+                     sub-microsecond digits: no Arrow timestamp holds them exactly, so it was refused",
+                    c.path()
+                ),
+            ));
+        }
+        if whole_micros && top_level {
+            exact.push(c.name().to_string());
+        } else if !fits_nanos {
+            return Err(unreadable(
+                key,
+                format!(
+                    "nested INT96 column {} holds instants outside the nanosecond range",
+                    c.path()
+                ),
+            ));
+        }
+    }
+    Ok(exact)
+}
+
+/// The schema with the named top-level INT96 timestamp columns read as microseconds.
+fn int96_as_micros(schema: Schema, columns: &[String]) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(TimeUnit::Nanosecond, tz) if columns.contains(f.name()) => f
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Timestamp(TimeUnit::Microsecond, tz.clone())),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}

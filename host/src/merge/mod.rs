@@ -1,0 +1,60 @@
+//! Merging Parquet files: read every input's footer ([`footer`]), unify their schemas or split
+//! them into compatible sets ([`schema`]), then stream the rows into one new file
+//! ([`rewrite`]). Inputs are decoded one at a time, so memory is bounded by a file, a batch and
+//! the row group being written, whatever the size of the partition.
+
+pub mod footer;
+pub mod rewrite;
+pub mod schema;
+
+use crate::store::StoreError;
+
+/// Why a set of files could not be merged. Every variant names the object(s) concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("{key}: {reason}")]
+    Unreadable { key: String, reason: String },
+    #[error(
+        "{key}: row group {row_group} decompresses to {bytes} bytes, over the {limit}-byte limit \
+         ([merge] max_row_group_bytes); refused to protect memory"
+    )]
+    TooLarge {
+        key: String,
+        row_group: usize,
+        bytes: u64,
+        limit: u64,
+    },
+    #[error(
+        "{key}: decoded {decoded} rows but its row groups hold {expected}; refused, since \
+         deleting it would lose rows"
+    )]
+    RowCountMismatch {
+        key: String,
+        expected: u64,
+        decoded: u64,
+    },
+    #[error("writing the merged file: {0}")]
+    Write(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Runs `f`, turning a panic inside the Parquet decoder into an error naming `key`.
+/// Some corrupt files make the decoder panic instead of returning an error; one bad file must
+/// never take the process down.
+pub fn catch_panic<T>(
+    key: &str,
+    f: impl FnOnce() -> Result<T, MergeError>,
+) -> Result<T, MergeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(MergeError::Unreadable {
+            key: key.to_string(),
+            reason: format!("corrupt file: the Parquet decoder failed ({message})"),
+        })
+    })
+}

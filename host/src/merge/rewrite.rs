@@ -1,0 +1,151 @@
+//! Rewrite mode: decode every input's rows and encode them into one new file.
+//!
+//! Runs on a blocking thread. Inputs arrive one at a time through `next_input`, so memory holds
+//! one input file, one decoded batch and the row group being encoded. Row groups are cut by
+//! encoded size ([`MergeConfig::row_group_bytes`]), not by row count, so wide and narrow tables
+//! both get reader-friendly row groups.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{RecordBatch, new_null_array};
+use arrow_cast::cast;
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use super::footer::InputFile;
+use super::{MergeError, catch_panic};
+use crate::config::MergeConfig;
+
+/// What was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergeStats {
+    pub rows: u64,
+    pub bytes: u64,
+    pub row_groups: usize,
+}
+
+/// Merges `inputs` (whose data `next_input` yields in the same order) into a new Parquet file
+/// at `dest` with `schema`, adding `metadata` to its footer.
+pub fn merge_to_file(
+    inputs: &[InputFile],
+    schema: SchemaRef,
+    next_input: &mut dyn FnMut() -> Option<Result<Bytes, MergeError>>,
+    cfg: &MergeConfig,
+    metadata: Vec<KeyValue>,
+    dest: &Path,
+    on_progress: &dyn Fn(u64),
+) -> Result<MergeStats, MergeError> {
+    let write_err = |e: &dyn std::fmt::Display| MergeError::Write(e.to_string());
+    let file = File::create(dest).map_err(|e| write_err(&e))?;
+    let props = WriterProperties::builder()
+        .set_compression(cfg.compression)
+        // Row groups are cut by encoded size only.
+        .set_max_row_group_row_count(None)
+        .set_max_row_group_bytes(Some(cfg.row_group_bytes.max(1) as usize))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_created_by(format!("compactor {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    // Our own journal key from inputs that were earlier outputs must not be inherited.
+    let mut schema_md = schema.metadata().clone();
+    schema_md.retain(|k, _| !k.starts_with(crate::journal::KEY_PREFIX));
+    let schema = Arc::new(schema.as_ref().clone().with_metadata(schema_md));
+    let mut writer =
+        ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| write_err(&e))?;
+
+    let mut total_rows = 0u64;
+    for input in inputs {
+        let key = input.meta.key.as_str();
+        let data = next_input().unwrap_or_else(|| {
+            Err(MergeError::Write(format!(
+                "{key}: input data did not arrive"
+            )))
+        })?;
+        let decoded = catch_panic(key, || copy_rows(input, data, &schema, cfg, &mut writer))?;
+        if decoded != input.rows {
+            return Err(MergeError::RowCountMismatch {
+                key: key.to_string(),
+                expected: input.rows,
+                decoded,
+            });
+        }
+        total_rows += decoded;
+        on_progress(input.meta.size);
+    }
+    for kv in metadata {
+        writer.append_key_value_metadata(kv);
+    }
+    let written = writer.close().map_err(|e| write_err(&e))?;
+    let rows: i64 = written.row_groups().iter().map(|rg| rg.num_rows()).sum();
+    if rows as u64 != total_rows {
+        return Err(MergeError::Write(format!(
+            "wrote {rows} rows but read {total_rows}"
+        )));
+    }
+    Ok(MergeStats {
+        rows: total_rows,
+        bytes: std::fs::metadata(dest).map_err(|e| write_err(&e))?.len(),
+        row_groups: written.row_groups().len(),
+    })
+}
+
+/// Decodes one input and writes its rows, shaped to `schema`. Returns the rows decoded.
+fn copy_rows(
+    input: &InputFile,
+    data: Bytes,
+    schema: &SchemaRef,
+    cfg: &MergeConfig,
+    writer: &mut ArrowWriter<File>,
+) -> Result<u64, MergeError> {
+    let key = input.meta.key.as_str();
+    let corrupt = |e: &dyn std::fmt::Display| MergeError::Unreadable {
+        key: key.to_string(),
+        reason: format!("corrupt file: {e}"),
+    };
+    let options = ArrowReaderOptions::new().with_schema(input.schema.clone());
+    let reader_md =
+        ArrowReaderMetadata::try_new(input.metadata.clone(), options).map_err(|e| corrupt(&e))?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_md)
+        .with_batch_size(cfg.batch_rows)
+        .build()
+        .map_err(|e| corrupt(&e))?;
+    let mut rows = 0u64;
+    for batch in reader {
+        let batch = batch.map_err(|e| corrupt(&e))?;
+        rows += batch.num_rows() as u64;
+        let batch = conform(key, batch, schema)?;
+        writer
+            .write(&batch)
+            .map_err(|e| MergeError::Write(e.to_string()))?;
+    }
+    Ok(rows)
+}
+
+/// Shapes a batch to the output schema: columns by name, widened where the schema says,
+/// null-filled where the input lacks them. The schema was unified losslessly beforehand, so
+/// every cast here is a widening.
+fn conform(key: &str, batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, MergeError> {
+    if batch.schema().fields() == schema.fields() {
+        return RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+            .map_err(|e| MergeError::Write(format!("{key}: {e}")));
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(col) if col.data_type() == field.data_type() => Ok(col.clone()),
+            Some(col) => cast(col, field.data_type())
+                .map_err(|e| MergeError::Write(format!("{key}: column {}: {e}", field.name()))),
+            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| MergeError::Write(format!("{key}: {e}")))
+}

@@ -1,0 +1,249 @@
+//! Planning: walk each table's hive prefixes, ask the policy, and produce a [`CompactionPlan`]:
+//! plain data that `compactor plan` prints and [`crate::compact`] carries out. Planning reads
+//! listings and the footers of earlier merged files (for recovery); it never writes.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::journal::{self, Recovery};
+use crate::layout::{Partition, is_data_file, is_hidden, last_segment, partition_keys};
+use crate::policy::{Decision, PolicyPlugin};
+use crate::store::{ObjectMeta, Store};
+
+/// Everything one run would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompactionPlan {
+    pub now_ms: i64,
+    pub tables: Vec<TablePlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TablePlan {
+    pub table: String,
+    pub plugin: String,
+    /// Prefixes the policy called hot, not listed.
+    pub hot: Vec<String>,
+    pub partitions: Vec<PartitionPlan>,
+}
+
+/// One partition: first finish earlier runs' commits, then act on the decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionPlan {
+    pub partition: Partition,
+    pub files: usize,
+    pub bytes: u64,
+    pub recoveries: Vec<Recovery>,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// The policy said no; the reason is its own.
+    Skip {
+        reason: String,
+    },
+    /// Planning failed (listing, plugin); the partition is skipped and the run reports it.
+    Failed {
+        error: String,
+    },
+    Compact {
+        groups: Vec<GroupPlan>,
+    },
+}
+
+/// Files to merge into one output.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupPlan {
+    pub inputs: Vec<ObjectMeta>,
+    pub target_size: u64,
+}
+
+impl GroupPlan {
+    pub fn bytes(&self) -> u64 {
+        self.inputs.iter().map(|f| f.size).sum()
+    }
+}
+
+/// A table with its loaded policy.
+pub struct TableSpec {
+    pub name: String,
+    pub prefix: String,
+    pub plugin: Arc<PolicyPlugin>,
+}
+
+/// Plans every table.
+pub async fn plan(store: &dyn Store, tables: &[TableSpec], now_ms: i64) -> CompactionPlan {
+    let mut plan = CompactionPlan {
+        now_ms,
+        tables: Vec::new(),
+    };
+    for table in tables {
+        plan.tables.push(plan_table(store, table, now_ms).await);
+    }
+    plan
+}
+
+async fn call_policy<R: Send + 'static>(
+    plugin: &Arc<PolicyPlugin>,
+    f: impl FnOnce(&PolicyPlugin) -> Result<R, crate::policy::PolicyError> + Send + 'static,
+) -> Result<R, String> {
+    // Plugin calls are short and fuel-bounded, but CPU work: keep them off the reactor.
+    let plugin = plugin.clone();
+    tokio::task::spawn_blocking(move || f(&plugin))
+        .await
+        .map_err(|e| format!("plugin call failed: {e}"))?
+        .map_err(|e| e.to_string())
+}
+
+async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TablePlan {
+    let mut out = TablePlan {
+        table: table.name.clone(),
+        plugin: format!("{} {}", table.plugin.name, table.plugin.version),
+        hot: Vec::new(),
+        partitions: Vec::new(),
+    };
+    // Depth-first in key order, without recursion.
+    let mut stack = vec![table.prefix.clone()];
+    while let Some(prefix) = stack.pop() {
+        let partition = Partition {
+            table: table.name.clone(),
+            keys: partition_keys(&table.prefix, &prefix),
+            prefix: prefix.clone(),
+        };
+        let p = partition.clone();
+        match call_policy(&table.plugin, move |pl| pl.is_cold(&p, now_ms)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(partition = %prefix, "hot, not listed");
+                out.hot.push(prefix);
+                continue;
+            }
+            Err(error) => {
+                out.partitions.push(failed(partition, error));
+                continue;
+            }
+        }
+        let listing = match store.list(&prefix).await {
+            Ok(listing) => listing,
+            Err(e) => {
+                out.partitions
+                    .push(failed(partition, format!("listing failed: {e}")));
+                continue;
+            }
+        };
+        for sub in listing.prefixes.iter().rev() {
+            if !is_hidden(last_segment(sub)) {
+                stack.push(sub.clone());
+            }
+        }
+        let files: Vec<ObjectMeta> = listing
+            .objects
+            .into_iter()
+            .filter(|o| is_data_file(&o.key))
+            .collect();
+        if !files.is_empty() {
+            out.partitions
+                .push(plan_partition(store, table, partition, files, now_ms).await);
+        }
+    }
+    out
+}
+
+fn failed(partition: Partition, error: String) -> PartitionPlan {
+    PartitionPlan {
+        partition,
+        files: 0,
+        bytes: 0,
+        recoveries: Vec::new(),
+        action: Action::Failed { error },
+    }
+}
+
+async fn plan_partition(
+    store: &dyn Store,
+    table: &TableSpec,
+    partition: Partition,
+    files: Vec<ObjectMeta>,
+    now_ms: i64,
+) -> PartitionPlan {
+    let recoveries = journal::detect(store, &files).await;
+    // Files an unfinished commit touches wait for the next run, after the recovery.
+    let pending: Vec<&str> = recoveries.iter().flat_map(|r| r.keys()).collect();
+    let candidates: Vec<ObjectMeta> = files
+        .iter()
+        .filter(|f| !pending.contains(&f.key.as_str()))
+        .cloned()
+        .collect();
+    let (count, bytes) = (files.len(), files.iter().map(|f| f.size).sum());
+
+    let (p, c) = (partition.clone(), candidates.clone());
+    let action = match call_policy(&table.plugin, move |pl| pl.plan(&p, &c, now_ms)).await {
+        Err(error) => Action::Failed { error },
+        Ok(Decision::Skip(reason)) => Action::Skip { reason },
+        Ok(Decision::Compact(groups)) if groups.is_empty() => Action::Skip {
+            reason: "the policy chose no groups".into(),
+        },
+        Ok(Decision::Compact(groups)) => Action::Compact {
+            groups: groups
+                .into_iter()
+                .map(|g| GroupPlan {
+                    inputs: g
+                        .files
+                        .iter()
+                        .map(|&i| candidates[i as usize].clone())
+                        .collect(),
+                    target_size: g.target_size,
+                })
+                .collect(),
+        },
+    };
+    PartitionPlan {
+        partition,
+        files: count,
+        bytes,
+        recoveries,
+        action,
+    }
+}
+
+impl std::fmt::Display for CompactionPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::summary::human_bytes;
+        for t in &self.tables {
+            writeln!(f, "table {} (plugin {})", t.table, t.plugin)?;
+            for prefix in &t.hot {
+                writeln!(f, "  {prefix}: hot, not listed")?;
+            }
+            for p in &t.partitions {
+                let head = format!(
+                    "  {}: {} files, {}",
+                    p.partition.prefix,
+                    p.files,
+                    human_bytes(p.bytes)
+                );
+                for r in &p.recoveries {
+                    writeln!(f, "{head}: would first finish an earlier run: {r:?}")?;
+                }
+                match &p.action {
+                    Action::Skip { reason } => writeln!(f, "{head}: skip ({reason})")?,
+                    Action::Failed { error } => writeln!(f, "{head}: FAILED ({error})")?,
+                    Action::Compact { groups } => {
+                        writeln!(f, "{head}: compact {} group(s)", groups.len())?;
+                        for g in groups {
+                            writeln!(
+                                f,
+                                "    {} files, {} -> 1 file (target {})",
+                                g.inputs.len(),
+                                human_bytes(g.bytes()),
+                                human_bytes(g.target_size)
+                            )?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,123 @@
+//! Policies decide, the host acts. A policy is a WebAssembly component ([`wasm`]); this module
+//! holds what the rest of the host sees of it: its answers, and the validation every answer
+//! passes before it can touch storage.
+
+pub mod check;
+mod since_v0_1_0;
+pub mod wasm;
+
+pub use wasm::{PluginEngine, PolicyPlugin};
+
+/// Bytes of the default policy, built from `plugins/default` by `build.rs`.
+pub const DEFAULT_PLUGIN: &[u8] = include_bytes!(env!("COMPACTOR_DEFAULT_PLUGIN_WASM"));
+
+/// Smallest and largest target size the host accepts from a plugin.
+pub const MIN_TARGET_SIZE: u64 = 1 << 10;
+pub const MAX_TARGET_SIZE: u64 = 64 << 30;
+
+/// A group of files to merge, as indices into the list handed to `plan`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub files: Vec<u32>,
+    pub target_size: u64,
+}
+
+/// A policy's answer for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Skip(String),
+    Compact(Vec<Group>),
+}
+
+/// Everything that can go wrong with a plugin; each names the plugin and, for calls, the
+/// function.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("plugin {origin}: cannot load: {reason}")]
+    Load { origin: String, reason: String },
+    #[error("plugin {plugin} {version}, {function}: {reason}")]
+    Call {
+        plugin: String,
+        version: String,
+        function: &'static str,
+        reason: String,
+    },
+    #[error("plugin {plugin} {version}, plan: invalid answer: {reason}")]
+    InvalidAnswer {
+        plugin: String,
+        version: String,
+        reason: String,
+    },
+}
+
+/// Checks a `plan` answer against the `file_count` files it was given: indices in range, no
+/// file in two groups, no empty group, target sizes within bounds. Returns the reason on failure.
+pub fn validate(decision: &Decision, file_count: usize) -> Result<(), String> {
+    let Decision::Compact(groups) = decision else {
+        return Ok(());
+    };
+    let mut seen = vec![false; file_count];
+    for (g, group) in groups.iter().enumerate() {
+        if group.files.is_empty() {
+            return Err(format!("group {g} has no files"));
+        }
+        if !(MIN_TARGET_SIZE..=MAX_TARGET_SIZE).contains(&group.target_size) {
+            return Err(format!(
+                "group {g} has target size {} bytes, outside {MIN_TARGET_SIZE}..={MAX_TARGET_SIZE}",
+                group.target_size
+            ));
+        }
+        for &i in &group.files {
+            let Some(slot) = seen.get_mut(i as usize) else {
+                return Err(format!(
+                    "group {g} names file index {i}, but only {file_count} files were given"
+                ));
+            };
+            if *slot {
+                return Err(format!("file index {i} appears more than once"));
+            }
+            *slot = true;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compact(groups: &[(&[u32], u64)]) -> Decision {
+        Decision::Compact(
+            groups
+                .iter()
+                .map(|(files, target_size)| Group {
+                    files: files.to_vec(),
+                    target_size: *target_size,
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn validation_table() {
+        let ok = 1 << 27;
+        let cases: &[(Decision, Option<&str>)] = &[
+            (Decision::Skip("hot".into()), None),
+            (compact(&[]), None),
+            (compact(&[(&[0, 1], ok), (&[2], ok)]), None),
+            (compact(&[(&[0, 3], ok)]), Some("only 3 files")),
+            (compact(&[(&[0, 0], ok)]), Some("more than once")),
+            (compact(&[(&[0], ok), (&[0], ok)]), Some("more than once")),
+            (compact(&[(&[], ok)]), Some("no files")),
+            (compact(&[(&[0], 10)]), Some("target size")),
+            (compact(&[(&[0], u64::MAX)]), Some("target size")),
+        ];
+        for (decision, want) in cases {
+            match (validate(decision, 3), want) {
+                (Ok(()), None) => {}
+                (Err(e), Some(needle)) => assert!(e.contains(needle), "{e}"),
+                (got, want) => panic!("{decision:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The wasm runtime for policy plugins (wasmtime).
+//!
+//! * One [`PluginEngine`] per process; each plugin is compiled once and pre-instantiated.
+//! * Every call gets a fresh `Store` and instance, so nothing leaks between partitions.
+//! * Limits per call: fuel (an endless loop stops after [`Limits::fuel`] instructions) and a
+//!   memory cap (growing past [`Limits::memory_bytes`] traps at once).
+//! * WASI grants nothing: no preopened directories, no environment, no sockets, no stdio.
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::since_v0_1_0::{self as v0_1_0, Plugin, PluginPre};
+use super::{Decision, PolicyError, validate};
+use crate::layout::Partition;
+use crate::store::ObjectMeta;
+
+/// Resource limits for one plugin call.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wasm instructions (roughly) a call may run.
+    pub fuel: u64,
+    /// Linear memory a call may grow to.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 2_000_000_000,
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What the host keeps per call.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    pub(super) plugin_name: String,
+    pub(super) log_lines: u32,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The compiler and linker shared by every plugin of the process.
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Linker<HostState>,
+}
+
+impl PluginEngine {
+    pub fn try_new() -> Result<PluginEngine, PolicyError> {
+        let fail = |e: wasmtime::Error| PolicyError::Load {
+            origin: "engine".into(),
+            reason: format!("{e:#}"),
+        };
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.consume_fuel(true);
+        let engine = Engine::new(&config).map_err(fail)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(fail)?;
+        v0_1_0::add_to_linker(&mut linker).map_err(fail)?;
+        Ok(PluginEngine { engine, linker })
+    }
+}
+
+/// A loaded plugin with one table's settings bound to it.
+pub struct PolicyPlugin {
+    /// Where it came from: `embedded default` or a file path.
+    pub origin: String,
+    pub name: String,
+    pub version: String,
+    pub wit_version: &'static str,
+    settings: Vec<(String, String)>,
+    engine: Engine,
+    pre: PluginPre<HostState>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for PolicyPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({})", self.name, self.version, self.origin)
+    }
+}
+
+impl PolicyPlugin {
+    /// Compiles `bytes`, checks the contract version, asks for `info` and applies `settings`
+    /// through `configure`: a plugin that refuses its settings is refused here, at start-up.
+    pub fn load(
+        engine: &PluginEngine,
+        bytes: &[u8],
+        origin: &str,
+        settings: Vec<(String, String)>,
+        limits: Limits,
+    ) -> Result<PolicyPlugin, PolicyError> {
+        let fail = |reason: String| PolicyError::Load {
+            origin: origin.to_string(),
+            reason,
+        };
+        let component = Component::new(&engine.engine, bytes)
+            .map_err(|e| fail(format!("not a valid WebAssembly component: {e:#}")))?;
+        let exported = exported_policy_version(&engine.engine, &component);
+        match exported.as_deref() {
+            Some(v0_1_0::WIT_VERSION) => {}
+            Some(other) => {
+                return Err(fail(format!(
+                    "built for compaction:policy@{other}; this compactor supports {}",
+                    v0_1_0::WIT_VERSION
+                )));
+            }
+            None => {
+                return Err(fail(format!(
+                    "exports no compaction:policy/policy interface (build it against wit/since_v{})",
+                    v0_1_0::WIT_VERSION
+                )));
+            }
+        }
+        let pre = engine
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| fail(format!("{e:#}")))?;
+        let mut plugin = PolicyPlugin {
+            origin: origin.to_string(),
+            name: origin.to_string(),
+            version: "?".into(),
+            wit_version: v0_1_0::WIT_VERSION,
+            settings,
+            engine: engine.engine.clone(),
+            pre,
+            limits,
+        };
+        let (name, version) = plugin.call("info", false, |store, p| {
+            p.compaction_policy_policy()
+                .call_info(store)
+                .map(v0_1_0::info)
+        })?;
+        plugin.name = name;
+        plugin.version = version;
+        // `call` configures before every other function and reports a refusal.
+        plugin.call("configure", true, |_, _| Ok(()))?;
+        Ok(plugin)
+    }
+
+    /// The plugin's settings, as handed to `configure`.
+    pub fn settings(&self) -> &[(String, String)] {
+        &self.settings
+    }
+
+    /// Whether `partition` may hold cold data (asked before listing it).
+    pub fn is_cold(&self, partition: &Partition, now_ms: i64) -> Result<bool, PolicyError> {
+        let p = v0_1_0::partition(partition);
+        self.call("is-cold", true, |store, plugin| {
+            plugin
+                .compaction_policy_policy()
+                .call_is_cold(store, &p, now_ms)
+        })
+    }
+
+    /// The plugin's decision for `files`, validated.
+    pub fn plan(
+        &self,
+        partition: &Partition,
+        files: &[ObjectMeta],
+        now_ms: i64,
+    ) -> Result<Decision, PolicyError> {
+        let p = v0_1_0::partition(partition);
+        let wit_files = v0_1_0::data_files(files);
+        let decision = self.call("plan", true, |store, plugin| {
+            plugin
+                .compaction_policy_policy()
+                .call_plan(store, &p, &wit_files, now_ms)
+                .map(v0_1_0::decision)
+        })?;
+        validate(&decision, files.len()).map_err(|reason| PolicyError::InvalidAnswer {
+            plugin: self.name.clone(),
+            version: self.version.clone(),
+            reason,
+        })?;
+        Ok(decision)
+    }
+
+    /// Runs `f` on a fresh instance within the limits, after `configure` when `configured`.
+    fn call<R>(
+        &self,
+        function: &'static str,
+        configured: bool,
+        f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyError> {
+        let fail = |reason: String| PolicyError::Call {
+            plugin: self.name.clone(),
+            version: self.version.clone(),
+            function,
+            reason,
+        };
+        let state = HostState {
+            // The default builder grants nothing: no dirs, env, args, sockets or stdio.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_bytes)
+                .instances(4)
+                .tables(16)
+                .memories(4)
+                .trap_on_grow_failure(true)
+                .build(),
+            plugin_name: self.name.clone(),
+            log_lines: 0,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store
+            .set_fuel(self.limits.fuel)
+            .map_err(|e| fail(format!("{e:#}")))?;
+        let plugin = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| fail(self.describe_trap(e)))?;
+        if configured {
+            plugin
+                .compaction_policy_policy()
+                .call_configure(&mut store, &self.settings)
+                .map_err(|e| fail(self.describe_trap(e)))?
+                .map_err(|refusal| PolicyError::Call {
+                    plugin: self.name.clone(),
+                    version: self.version.clone(),
+                    function: "configure",
+                    reason: format!("refused the settings: {refusal}"),
+                })?;
+        }
+        f(&mut store, &plugin).map_err(|e| fail(self.describe_trap(e)))
+    }
+
+    fn describe_trap(&self, e: wasmtime::Error) -> String {
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => format!(
+                "stopped after {} instructions (fuel limit): it may loop forever",
+                self.limits.fuel
+            ),
+            Some(Trap::UnreachableCodeReached) => "trapped (the plugin panicked or aborted)".into(),
+            Some(trap) if e.to_string().contains("memory") || *trap == Trap::AllocationTooLarge => {
+                format!(
+                    "stopped at the memory limit of {} MiB",
+                    self.limits.memory_bytes >> 20
+                )
+            }
+            Some(trap) => format!("trapped: {trap}"),
+            None if format!("{e:#}").contains("forcing trap when growing memory") => {
+                format!(
+                    "stopped at the memory limit of {} MiB",
+                    self.limits.memory_bytes >> 20
+                )
+            }
+            None => format!("{e:#}"),
+        }
+    }
+}
+
+/// The version in the component's `compaction:policy/policy@X` export, if any.
+fn exported_policy_version(engine: &Engine, component: &Component) -> Option<String> {
+    component
+        .component_type()
+        .exports(engine)
+        .find_map(|(name, _)| {
+            name.strip_prefix("compaction:policy/policy@")
+                .map(str::to_string)
+        })
+}

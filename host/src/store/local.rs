@@ -1,0 +1,308 @@
+//! A directory on the local filesystem as an object store: the embedded default, so compactor
+//! works with no cloud account.
+//!
+//! Writes go to a temporary file under `<root>/.compactor-tmp/` (same filesystem) and are
+//! renamed into place, so an object appears whole or not at all. That directory is never listed;
+//! leftovers of a killed process are removed when the store is opened if older than an hour.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{Listing, ObjectMeta, Store, StoreError, validate_key};
+
+const TMP_DIR: &str = ".compactor-tmp";
+const STALE_TMP_AGE: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// Opens (and creates, if missing) the directory `root`.
+    pub fn try_new(root: impl Into<PathBuf>) -> Result<LocalStore, StoreError> {
+        let root = root.into();
+        let fail = |e: std::io::Error| backend_error(&root.display().to_string(), e);
+        std::fs::create_dir_all(&root).map_err(fail)?;
+        let root = root.canonicalize().map_err(fail)?;
+        let store = LocalStore { root };
+        store.remove_stale_temp_files();
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        validate_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn remove_stale_temp_files(&self) {
+        let Ok(entries) = std::fs::read_dir(self.root.join(TMP_DIR)) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_TMP_AGE);
+            if stale {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// A fresh temporary path on the store's filesystem.
+    fn temp_path(&self) -> Result<PathBuf, StoreError> {
+        let dir = self.root.join(TMP_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| backend_error(TMP_DIR, e))?;
+        let unique = format!(
+            "{}-{}-{:x}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+            rand_u64()
+        );
+        Ok(dir.join(unique))
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0u8)
+}
+
+fn backend_error(key: &str, e: std::io::Error) -> StoreError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        StoreError::NotFound {
+            key: key.to_string(),
+        }
+    } else {
+        StoreError::Backend {
+            backend: "local",
+            key: key.to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn meta_of(key: &str, md: &std::fs::Metadata) -> ObjectMeta {
+    let modified = md.modified().ok();
+    let nanos = modified
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    ObjectMeta {
+        key: key.to_string(),
+        size: md.len(),
+        last_modified_ms: (nanos / 1_000_000) as i64,
+        etag: format!("{:x}-{:x}", nanos, md.len()),
+    }
+}
+
+/// Runs blocking filesystem work off the async reactor.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(StoreError::Backend {
+            backend: "local",
+            key: String::new(),
+            message: format!("worker task failed: {e}"),
+        })
+    })
+}
+
+#[async_trait]
+impl Store for LocalStore {
+    fn describe(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
+        let dir = if prefix.is_empty() {
+            self.root.clone()
+        } else {
+            self.path(prefix.trim_end_matches('/'))?
+        };
+        let prefix = prefix.to_string();
+        blocking(move || {
+            let mut listing = Listing::default();
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(listing),
+                Err(e) => return Err(backend_error(&prefix, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| backend_error(&prefix, e))?;
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue; // not valid UTF-8: cannot be a key
+                };
+                if prefix.is_empty() && name == TMP_DIR {
+                    continue;
+                }
+                let md = entry.metadata().map_err(|e| backend_error(&prefix, e))?;
+                if md.is_dir() {
+                    listing.prefixes.push(format!("{prefix}{name}/"));
+                } else if md.is_file() {
+                    listing
+                        .objects
+                        .push(meta_of(&format!("{prefix}{name}"), &md));
+                }
+            }
+            listing.objects.sort_by(|a, b| a.key.cmp(&b.key));
+            listing.prefixes.sort();
+            Ok(listing)
+        })
+        .await
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+        let path = self.path(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            let md = std::fs::metadata(&path).map_err(|e| backend_error(&key, e))?;
+            if !md.is_file() {
+                return Err(StoreError::NotFound { key });
+            }
+            Ok(meta_of(&key, &md))
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let path = self.path(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            std::fs::read(&path)
+                .map(Bytes::from)
+                .map_err(|e| backend_error(&key, e))
+        })
+        .await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        let path = self.path(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            let fail = |e| backend_error(&key, e);
+            let mut file = std::fs::File::open(&path).map_err(fail)?;
+            let size = file.metadata().map_err(fail)?.len();
+            let (start, end) = (range.start.min(size), range.end.min(size));
+            file.seek(SeekFrom::Start(start)).map_err(fail)?;
+            let mut buf = vec![0; (end.saturating_sub(start)) as usize];
+            file.read_exact(&mut buf).map_err(fail)?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn get_tail(&self, key: &str, len: u64) -> Result<(Bytes, u64), StoreError> {
+        let size = self.head(key).await?.size;
+        let bytes = self.get_range(key, size.saturating_sub(len)..size).await?;
+        Ok((bytes, size))
+    }
+
+    async fn put_file(&self, key: &str, src: &Path) -> Result<ObjectMeta, StoreError> {
+        let dest = self.path(key)?;
+        let tmp = self.temp_path()?;
+        let src = src.to_path_buf();
+        let key = key.to_string();
+        blocking(move || {
+            let fail = |e| backend_error(&key, e);
+            std::fs::copy(&src, &tmp).map_err(fail)?;
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(fail)?;
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(fail)?;
+            }
+            std::fs::rename(&tmp, &dest).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                fail(e)
+            })?;
+            let md = std::fs::metadata(&dest).map_err(fail)?;
+            Ok(meta_of(&key, &md))
+        })
+        .await
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
+        let dest = self.path(key)?;
+        let tmp = self.temp_path()?;
+        let key = key.to_string();
+        blocking(move || {
+            let fail = |e| backend_error(&key, e);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(fail)?;
+            }
+            let mut file = std::fs::File::create(&tmp).map_err(fail)?;
+            file.write_all(&data)
+                .and_then(|_| file.sync_all())
+                .map_err(fail)?;
+            // hard_link fails if `dest` exists: an atomic create-if-absent of complete content.
+            let linked = std::fs::hard_link(&tmp, &dest);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(fail(e)),
+            }
+        })
+        .await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Vec<(String, StoreError)> {
+        let mut failed = Vec::new();
+        for key in keys {
+            let path = match self.path(key) {
+                Ok(path) => path,
+                Err(e) => {
+                    failed.push((key.clone(), e));
+                    continue;
+                }
+            };
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => failed.push((key.clone(), backend_error(key, e))),
+            }
+        }
+        failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conformance_on_a_temp_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::try_new(dir.path()).unwrap();
+        crate::store::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn keys_cannot_escape_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::try_new(dir.path().join("root")).unwrap();
+        for key in ["../outside", "a/../../b", "/etc/passwd", "a//b", ""] {
+            assert!(
+                matches!(store.get(key).await, Err(StoreError::InvalidKey { .. })),
+                "{key}"
+            );
+        }
+    }
+}

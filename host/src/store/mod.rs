@@ -1,0 +1,120 @@
+//! Object storage as compactor needs it: one small async trait, one backend per kind of store.
+//!
+//! Every backend runs the same checks in [`conformance`]. Keys are `/`-separated paths relative
+//! to the store's root (`events/dt=2026-11-20/hour=03/part-0.parquet`), never starting with `/`.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+#[cfg(test)]
+pub mod conformance;
+pub mod local;
+
+pub use local::LocalStore;
+
+/// What the store knows about one object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// Milliseconds since the Unix epoch.
+    pub last_modified_ms: i64,
+    /// Changes whenever the object's content may have changed (S3 ETag; for local files a
+    /// digest of modification time and size).
+    pub etag: String,
+}
+
+/// One level of a listing: the objects directly under a prefix and the sub-prefixes below it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Sorted by key.
+    pub objects: Vec<ObjectMeta>,
+    /// Sorted, each ending in `/`.
+    pub prefixes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{key}: no such object")]
+    NotFound { key: String },
+    #[error("{key}: invalid key: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    #[error("{key}: {backend} store: {message}")]
+    Backend {
+        backend: &'static str,
+        key: String,
+        message: String,
+    },
+}
+
+/// An object store.
+///
+/// Guarantees every backend gives (checked by [`conformance`]):
+/// * a written object becomes visible whole or not at all;
+/// * listings are sorted by key and complete (the backend follows pagination itself);
+/// * deleting a missing key succeeds.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Where the store points, for messages (`file:///srv/warehouse`, `s3://bucket/prefix`).
+    fn describe(&self) -> String;
+
+    /// Lists one level below `prefix` (which is empty or ends in `/`): the objects directly
+    /// under it and the prefixes of deeper objects. Our own temporary objects are not listed.
+    async fn list(&self, prefix: &str) -> Result<Listing, StoreError>;
+
+    /// Metadata of one object.
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError>;
+
+    /// The whole object.
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError>;
+
+    /// Bytes `range` of the object (clamped to its end).
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError>;
+
+    /// The last `len` bytes (fewer if the object is smaller) and the object's total size, in
+    /// one request where the backend allows: how Parquet footers are read.
+    async fn get_tail(&self, key: &str, len: u64) -> Result<(Bytes, u64), StoreError>;
+
+    /// Writes the local file `src` to `key`, replacing any object there. Readers see the old
+    /// object or the new one, never a partial one.
+    async fn put_file(&self, key: &str, src: &Path) -> Result<ObjectMeta, StoreError>;
+
+    /// Writes `data` to `key` only if no object exists there; `Ok(false)` when one did.
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError>;
+
+    /// Deletes the keys; missing keys count as deleted. Returns the keys that failed, with why.
+    async fn delete_many(&self, keys: &[String]) -> Vec<(String, StoreError)>;
+}
+
+/// Checks that `key` is a plain relative path: no empty, `.` or `..` segments.
+pub fn validate_key(key: &str) -> Result<(), StoreError> {
+    let invalid = |reason| StoreError::InvalidKey {
+        key: key.to_string(),
+        reason,
+    };
+    if key.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if key.starts_with('/') {
+        return Err(invalid("starts with '/'"));
+    }
+    if key
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(invalid("has an empty, '.' or '..' segment"));
+    }
+    if key.contains('\0') {
+        return Err(invalid("contains a NUL byte"));
+    }
+    Ok(())
+}
+
+/// The file name part of a key.
+pub fn file_name(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
+}
