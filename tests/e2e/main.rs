@@ -1,1 +1,9 @@
+//! End-to-end tests: the real `compactor` binary on real Parquet files (../shared/testdata),
+//! with real wasm plugins, checked by an independent reader (pyarrow). `scripts/test` sets up
+//! what they need.
 
+mod corpus;
+mod drift;
+mod lifecycle;
+mod plugins;
+mod util;

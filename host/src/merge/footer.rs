@@ -201,13 +201,14 @@ fn int96_columns_exact_in_micros(key: &str, data: &Bytes) -> Result<Vec<String>,
                     .read_records(8192, Some(&mut defs), Some(&mut reps), &mut values)
                     .map_err(fail)?;
                 for v in &values {
+                    // The words as every reader (arrow-rs, pyarrow, Spark) reads them: signed.
                     let d = v.data();
-                    let nanos_of_day = ((d[1] as u64) << 32) | d[0] as u64;
-                    let days = d[2] as i64 - 2_440_588;
-                    whole_micros &= nanos_of_day % 1000 == 0;
+                    let nanos = ((d[1] as i64) << 32).wrapping_add(d[0] as i64);
+                    let days = d[2] as i32 as i64 - 2_440_588;
+                    whole_micros &= nanos % 1000 == 0;
                     fits_nanos &= days
                         .checked_mul(86_400_000_000_000)
-                        .and_then(|n| n.checked_add(nanos_of_day as i64))
+                        .and_then(|n| n.checked_add(nanos))
                         .is_some();
                 }
                 if records == 0 {

@@ -15,12 +15,41 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::footer::InputFile;
 
-/// Two inputs disagree on a column.
+/// Why two schemas cannot share an output.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conflict {
-    pub column: String,
-    pub left: DataType,
-    pub right: DataType,
+pub enum Conflict {
+    /// One column name, two types with no lossless common type.
+    Type {
+        column: String,
+        left: DataType,
+        right: DataType,
+    },
+    /// Too few columns in common to be one table's files (e.g. two unrelated tables).
+    Columns {
+        shared: usize,
+        left: usize,
+        right: usize,
+    },
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Conflict::Type {
+                column,
+                left,
+                right,
+            } => write!(f, "column {column:?} is {left} there and {right} here"),
+            Conflict::Columns {
+                shared,
+                left,
+                right,
+            } => write!(
+                f,
+                "only {shared} column(s) in common ({left} there, {right} here): not the same table"
+            ),
+        }
+    }
 }
 
 /// The lossless common type of two column types, if there is one.
@@ -94,16 +123,33 @@ fn common_decimal(a: &DataType, b: &DataType) -> Option<DataType> {
 }
 
 /// Unifies two schemas by column name. Columns keep the order of `base`, new ones follow.
+///
+/// Columns may be added or dropped between files, but at least half of each side's columns
+/// must be shared: files of unrelated tables in one prefix are kept apart, not null-padded.
 pub fn unify(base: &Schema, other: &Schema) -> Result<Schema, Conflict> {
+    let shared = base
+        .fields()
+        .iter()
+        .filter(|f| other.field_with_name(f.name()).is_ok())
+        .count();
+    let (left, right) = (base.fields().len(), other.fields().len());
+    if shared * 2 < left || shared * 2 < right {
+        return Err(Conflict::Columns {
+            shared,
+            left,
+            right,
+        });
+    }
     let mut fields: Vec<Field> = Vec::with_capacity(base.fields().len());
     for f in base.fields() {
         match other.field_with_name(f.name()) {
             Ok(o) => {
-                let t = common_type(f.data_type(), o.data_type()).ok_or_else(|| Conflict {
-                    column: f.name().clone(),
-                    left: f.data_type().clone(),
-                    right: o.data_type().clone(),
-                })?;
+                let t =
+                    common_type(f.data_type(), o.data_type()).ok_or_else(|| Conflict::Type {
+                        column: f.name().clone(),
+                        left: f.data_type().clone(),
+                        right: o.data_type().clone(),
+                    })?;
                 fields.push(
                     f.as_ref()
                         .clone()
@@ -158,8 +204,8 @@ pub fn split_compatible(inputs: &[InputFile]) -> (Vec<CompatibleSet>, Vec<String
         }
         if let Some((other, c)) = first_conflict {
             notes.push(format!(
-                "{} kept apart from {}: column {:?} is {} there and {} here",
-                input.meta.key, inputs[other].meta.key, c.column, c.left, c.right
+                "{} kept apart from {}: {c}",
+                input.meta.key, inputs[other].meta.key
             ));
         }
         if !placed {
@@ -233,11 +279,41 @@ mod tests {
         let b = Schema::new(vec![Field::new("quantity", Utf8, true)]);
         assert_eq!(
             unify(&a, &b).unwrap_err(),
-            Conflict {
+            Conflict::Type {
                 column: "quantity".into(),
                 left: Int64,
                 right: Utf8
             }
         );
+    }
+
+    #[test]
+    fn unrelated_tables_do_not_unify() {
+        let a = Schema::new(vec![
+            Field::new("id", Int32, true),
+            Field::new("name", Utf8, true),
+        ]);
+        let b = Schema::new(vec![
+            Field::new("a", Int32, true),
+            Field::new("b", Utf8, true),
+        ]);
+        assert!(matches!(
+            unify(&a, &b),
+            Err(Conflict::Columns { shared: 0, .. })
+        ));
+        // One column added, one dropped, out of four: still one table.
+        let c = Schema::new(vec![
+            Field::new("id", Int32, true),
+            Field::new("name", Utf8, true),
+            Field::new("x", Int32, true),
+            Field::new("y", Int32, true),
+        ]);
+        let d = Schema::new(vec![
+            Field::new("id", Int32, true),
+            Field::new("name", Utf8, true),
+            Field::new("x", Int32, true),
+            Field::new("z", Int32, true),
+        ]);
+        assert_eq!(unify(&c, &d).unwrap().fields().len(), 5);
     }
 }

@@ -1,0 +1,239 @@
+//! A table's life: hot hours untouched, cold ones compacted once, a second run with nothing to
+//! do, min_files, a dry run that writes nothing, and recovery after a crash mid-commit.
+
+use std::path::PathBuf;
+
+use crate::util::*;
+
+fn small() -> PathBuf {
+    corpus("alltypes_plain.parquet")
+}
+
+fn snapshot(w: &Warehouse, prefix: &str) -> Vec<(String, Vec<u8>, std::time::SystemTime)> {
+    w.files(prefix)
+        .into_iter()
+        .map(|k| {
+            let p = w.path(&k);
+            let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+            (k, std::fs::read(&p).unwrap(), mtime)
+        })
+        .collect()
+}
+
+#[test]
+fn hot_hour_untouched_cold_hours_once_min_files_respected() {
+    let w = Warehouse::new("min_files = 3");
+    for i in 0..4 {
+        w.put(&format!("{HOT}part-{i}.parquet"), &small());
+        w.put(&format!("{}part-{i}.parquet", cold(3)), &small());
+    }
+    for i in 0..2 {
+        w.put(&format!("{}part-{i}.parquet", cold(2)), &small());
+    }
+    let hot_before = snapshot(&w, HOT);
+    let two_before = snapshot(&w, &cold(2));
+
+    let first = w.run(&["once"]);
+    first.expect_code(0);
+    assert!(first.stdout().contains("1 compacted"), "{}", first.stdout());
+    assert_eq!(
+        snapshot(&w, HOT),
+        hot_before,
+        "the hot hour must not be touched"
+    );
+    assert_eq!(snapshot(&w, &cold(2)), two_before, "2 files < min_files 3");
+    let outputs = w.outputs(&cold(3));
+    assert_eq!(w.files(&cold(3)), outputs);
+    assert_same_rows(&w.path(&outputs[0]), &vec![small(); 4]);
+
+    let after_first = snapshot(&w, "events/dt=2026-11-20/hour=03/");
+    let second = w.run(&["once"]);
+    second.expect_code(0);
+    assert!(
+        second.stdout().contains("0 compacted"),
+        "{}",
+        second.stdout()
+    );
+    assert_eq!(snapshot(&w, &cold(3)), after_first, "second run is a no-op");
+    assert_eq!(snapshot(&w, HOT), hot_before);
+}
+
+#[test]
+fn plan_is_a_dry_run_and_speaks_json() {
+    let w = Warehouse::new("");
+    for i in 0..3 {
+        w.put(&format!("{}part-{i}.parquet", cold(1)), &small());
+        w.put(&format!("{HOT}part-{i}.parquet",), &small());
+    }
+    let before = snapshot(&w, "events/dt=2026-11-20/hour=01/");
+    let text = w.run(&["plan"]);
+    text.expect_code(0);
+    assert!(
+        text.stdout().contains("compact 1 group(s)"),
+        "{}",
+        text.stdout()
+    );
+    assert!(
+        text.stdout().contains(&format!("{HOT}: hot")),
+        "{}",
+        text.stdout()
+    );
+    let json = w.run(&["plan", "--json"]);
+    json.expect_code(0);
+    let plan: serde_json::Value = serde_json::from_str(&json.stdout()).unwrap();
+    let partitions = plan["tables"][0]["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 1);
+    assert_eq!(partitions[0]["action"]["action"], "compact");
+    assert_eq!(
+        partitions[0]["action"]["groups"][0]["inputs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(plan["tables"][0]["hot"][0], HOT);
+    assert_eq!(snapshot(&w, &cold(1)), before, "plan writes nothing");
+    assert!(
+        !w.base.join("work").exists()
+            || std::fs::read_dir(w.base.join("work"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}
+
+/// Killed after the merged file is written, before the inputs are deleted: the next run rolls
+/// forward, so every row ends up exactly once.
+#[test]
+fn crash_between_upload_and_delete_is_finished_by_the_next_run() {
+    let w = Warehouse::new("");
+    let prefix = cold(4);
+    let inputs = [
+        corpus("alltypes_plain.parquet"),
+        corpus("alltypes_dictionary.parquet"),
+        corpus("alltypes_plain.snappy.parquet"),
+    ];
+    for (i, src) in inputs.iter().enumerate() {
+        w.put(&format!("{prefix}part-{i}.parquet"), src);
+    }
+    let crashed = w.run_with_env(&["once"], &[("COMPACTOR_CRASH_AT", "after-upload")]);
+    crashed.expect_code(86);
+    let outputs = w.outputs(&prefix);
+    assert_eq!(outputs.len(), 1, "the merged file was written");
+    assert_eq!(
+        w.files(&prefix).len(),
+        4,
+        "and the inputs are all still there"
+    );
+
+    let plan = w.run(&["plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout()).unwrap();
+    let recovery = &plan["tables"][0]["partitions"][0]["recoveries"][0];
+    assert_eq!(recovery["action"], "roll_forward", "{plan}");
+    assert_eq!(recovery["delete"].as_array().unwrap().len(), 3);
+
+    let next = w.run(&["once"]);
+    next.expect_code(0);
+    assert!(next.stdout().contains("recovered:  1"), "{}", next.stdout());
+    assert_eq!(
+        w.files(&prefix),
+        outputs,
+        "inputs deleted, the merged file kept"
+    );
+    assert_same_rows(&w.path(&outputs[0]), &inputs);
+
+    // And nothing more to do.
+    let again = w.run(&["once"]);
+    again.expect_code(0);
+    assert_eq!(w.files(&prefix), outputs);
+}
+
+/// A merged file that does not verify (here: truncated by hand) is rolled back, its inputs kept.
+#[test]
+fn a_bad_merged_file_is_rolled_back_and_inputs_kept() {
+    let w = Warehouse::new("");
+    let prefix = cold(4);
+    for i in 0..2 {
+        w.put(&format!("{prefix}part-{i}.parquet"), &small());
+    }
+    w.run_with_env(&["once"], &[("COMPACTOR_CRASH_AT", "after-upload")])
+        .expect_code(86);
+    let output = w.outputs(&prefix).remove(0);
+    // Damage it: its recorded row count no longer matches its row groups (patched in place,
+    // same length, so the file stays readable).
+    let damaged = {
+        use parquet::file::reader::FileReader;
+        let bytes = std::fs::read(w.path(&output)).unwrap();
+        let file = std::fs::File::open(w.path(&output)).unwrap();
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap();
+        let kv = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap();
+        let journal = kv
+            .iter()
+            .find(|kv| kv.key == "compactor.inputs")
+            .unwrap()
+            .value
+            .clone()
+            .unwrap();
+        let mut j: serde_json::Value = serde_json::from_str(&journal).unwrap();
+        j["rows"] = serde_json::json!(j["rows"].as_u64().unwrap() + 1);
+        (bytes, journal, j.to_string())
+    };
+    let (bytes, old, new) = damaged;
+    assert_eq!(
+        old.len(),
+        new.len(),
+        "same length keeps the footer offsets valid"
+    );
+    let text = bytes
+        .windows(old.len())
+        .position(|win| win == old.as_bytes())
+        .unwrap();
+    let mut patched = bytes.clone();
+    patched[text..text + old.len()].copy_from_slice(new.as_bytes());
+    std::fs::write(w.path(&output), patched).unwrap();
+
+    let plan = w.run(&["plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout()).unwrap();
+    let recovery = &plan["tables"][0]["partitions"][0]["recoveries"][0];
+    assert_eq!(recovery["action"], "roll_back", "{plan}");
+    assert!(
+        recovery["reason"].as_str().unwrap().contains("rows"),
+        "{recovery}"
+    );
+
+    let next = w.run(&["once"]);
+    next.expect_code(0);
+    assert!(next.stdout().contains("recovered:  1"), "{}", next.stdout());
+    // The inputs survived the rollback and were merged again, correctly, under the same
+    // (input-derived) key.
+    assert_eq!(w.files(&prefix), vec![output.clone()]);
+    assert_same_rows(&w.path(&output), &vec![small(); 2]);
+}
+
+#[test]
+fn demo_seeds_compacts_and_then_has_nothing_to_do() {
+    let w = Warehouse::new("");
+    let first = w.run(&["demo"]);
+    first.expect_code(0);
+    assert!(
+        first.stdout().contains("seeded 96 small files"),
+        "{}",
+        first.stdout()
+    );
+    assert!(first.stdout().contains("3 compacted"), "{}", first.stdout());
+    let second = w.run(&["demo"]);
+    second.expect_code(0);
+    assert!(
+        second.stdout().contains("0 compacted"),
+        "{}",
+        second.stdout()
+    );
+    let hot = w.files("events/dt=2026-11-20/hour=05/");
+    assert_eq!(hot.len(), 24, "the demo's current hour stays as it was");
+    let merged = w.outputs("events/dt=2026-11-20/hour=04/");
+    assert_eq!(rows_in(&w.path(&merged[0])), 48_000);
+}

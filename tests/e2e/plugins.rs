@@ -1,0 +1,183 @@
+//! Plugins: the hostile one is contained whatever it does, the rest of the run goes on;
+//! `plugin check`; config and plugin mistakes exit 2 with a message naming the culprit.
+
+use std::time::Instant;
+
+use crate::util::*;
+
+/// Modes of plugins/hostile and what the failure line must say.
+const CONTAINED: &[(&str, &str)] = &[
+    ("loop", "fuel limit"),
+    ("loop-cold", "fuel limit"),
+    ("memory", "memory limit"),
+    ("trap", "trapped"),
+    ("out-of-range", "invalid answer: group 0 names file index"),
+    (
+        "duplicate",
+        "invalid answer: file index 0 appears more than once",
+    ),
+    ("empty-group", "invalid answer: group 0 has no files"),
+    ("huge-target", "invalid answer: group 0 has target size"),
+];
+
+#[test]
+fn hostile_plugins_are_contained_and_the_run_goes_on() {
+    let mut tables = String::from("[[tables]]\nname = \"events\"\nprefix = \"events/\"\n");
+    for (mode, _) in CONTAINED.iter().chain(&[("escape", "")]) {
+        tables += &format!(
+            "[[tables]]\nname = \"{mode}\"\nprefix = \"t-{mode}/\"\nplugin = \"{}\"\n[tables.settings]\nmode = \"{mode}\"\n",
+            hostile_plugin()
+        );
+    }
+    let w = Warehouse::with_tables(&tables);
+    let partition = |table: &str| format!("{table}/dt=2026-11-20/hour=01/");
+    for table in ["events".to_string()].into_iter().chain(
+        CONTAINED
+            .iter()
+            .chain(&[("escape", "")])
+            .map(|(m, _)| format!("t-{m}")),
+    ) {
+        for i in 0..2 {
+            w.put(
+                &format!("{}part-{i}.parquet", partition(&table)),
+                &corpus("alltypes_plain.parquet"),
+            );
+        }
+    }
+    let start = Instant::now();
+    let run = w.run(&["once"]);
+    let elapsed = start.elapsed();
+    run.expect_code(1);
+    let out = run.stdout();
+
+    // The well-behaved table was compacted despite its neighbours.
+    assert_eq!(w.outputs(&partition("events")).len(), 1, "{out}");
+    for (mode, needle) in CONTAINED {
+        let prefix = partition(&format!("t-{mode}"));
+        let line = out
+            .lines()
+            .find(|l| l.contains("FAILED") && l.contains(&format!("t-{mode}/")))
+            .unwrap_or_else(|| panic!("{mode}: no failure line:\n{out}"));
+        assert!(line.contains("plugin hostile 0.0.1"), "{mode}: {line}");
+        assert!(line.contains(needle), "{mode}: {needle:?} not in {line}");
+        if *mode != "loop-cold" {
+            assert_eq!(w.files(&prefix).len(), 2, "{mode}: inputs untouched");
+        }
+        assert!(w.outputs(&prefix).is_empty(), "{mode}");
+    }
+    // The sandbox: no file, no environment, no network.
+    let escape = out
+        .lines()
+        .find(|l| l.contains("t-escape/") && l.contains("escape:"))
+        .unwrap_or_else(|| panic!("no escape report:\n{out}"));
+    assert!(escape.contains("file=Err"), "{escape}");
+    assert!(escape.contains("env=[]"), "{escape}");
+    assert!(escape.contains("net=Err"), "{escape}");
+    // Loops and bombs are stopped, not waited on.
+    assert!(elapsed.as_secs() < 60, "took {elapsed:?}");
+}
+
+#[test]
+fn a_plugin_refusing_its_settings_stops_the_run_before_anything_happens() {
+    let w = Warehouse::with_tables(&format!(
+        "[[tables]]\nname = \"t\"\nprefix = \"t/\"\nplugin = \"{}\"\n[tables.settings]\nmode = \"configure-error\"\n",
+        hostile_plugin()
+    ));
+    let run = w.run(&["once"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("refused the settings"),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.stderr().contains("table \"t\""), "{}", run.stderr());
+}
+
+#[test]
+fn default_plugin_rejects_unknown_settings_with_exit_2() {
+    let w = Warehouse::new("target = \"1MiB\"");
+    let run = w.run(&["once"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("unknown setting \"target\""),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn config_mistakes_name_the_key_and_exit_2() {
+    let w = Warehouse::with_tables("[[tables]]\nname = \"events\"\nprefx = \"events/\"\n");
+    let run = w.run(&["once"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("prefx"), "{}", run.stderr());
+
+    let w = Warehouse::with_tables(
+        "[[tables]]\nname = \"events\"\nprefix = \"events/\"\nplugin = \"missing.wasm\"\n",
+    );
+    let run = w.run(&["plan"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("missing.wasm"), "{}", run.stderr());
+
+    let w = Warehouse::new("");
+    let run = w.run(&["--config", "/nonexistent/config.toml", "once"]);
+    run.expect_code(2);
+}
+
+#[test]
+fn plugin_check_reports_each_scenario() {
+    let w = Warehouse::new("");
+    let run = w.run(&["plugin", "check", "default"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(out.contains("plugin default"), "{out}");
+    assert!(out.contains("compaction:policy@0.1.0"), "{out}");
+    for scenario in [
+        "hot hour",
+        "many tiny files",
+        "one huge file",
+        "empty partition",
+        "shuffled input",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.contains(scenario))
+            .unwrap_or_else(|| panic!("{scenario}: {out}"));
+        assert!(line.contains("pass"), "{line}");
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.contains("hot hour") && l.contains("hot (not listed)")),
+        "{out}"
+    );
+
+    let json = w.run(&[
+        "plugin",
+        "check",
+        hostile_plugin(),
+        "--setting",
+        "mode=loop",
+        "--json",
+    ]);
+    json.expect_code(1);
+    let report: serde_json::Value = serde_json::from_str(&json.stdout()).unwrap();
+    assert_eq!(report["name"], "hostile");
+    let failed: Vec<&str> = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["passed"] == false)
+        .map(|s| s["scenario"].as_str().unwrap())
+        .collect();
+    assert!(failed.contains(&"many tiny files"), "{report}");
+
+    let not_wasm = w.base.join("not.wasm");
+    std::fs::write(&not_wasm, b"definitely not wasm").unwrap();
+    let run = w.run(&["plugin", "check", not_wasm.to_str().unwrap()]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("not a valid WebAssembly component"),
+        "{}",
+        run.stderr()
+    );
+}

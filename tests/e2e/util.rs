@@ -1,0 +1,211 @@
+//! A temporary warehouse, a runner for the real binary, and the independent reader.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The tests' "now": 2026-11-20 05:10 UTC, so `hour=05` of that day is the hot hour.
+pub const NOW: &str = "2026-11-20T05:10:00Z";
+pub const HOT: &str = "events/dt=2026-11-20/hour=05/";
+
+pub fn cold(hour: u32) -> String {
+    assert!(hour < 5);
+    format!("events/dt=2026-11-20/hour={hour:02}/")
+}
+
+/// The shared Parquet corpus and drift set.
+pub fn testdata() -> PathBuf {
+    let dir = std::env::var_os("COMPACTOR_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"));
+    assert!(
+        dir.join("parquet/manifest.json").is_file(),
+        "test data not found at {} (run scripts/test, or set COMPACTOR_TESTDATA)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn corpus(name: &str) -> PathBuf {
+    testdata().join("parquet").join(name)
+}
+
+pub fn manifest() -> Value {
+    let text = std::fs::read_to_string(testdata().join("parquet/manifest.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn hostile_plugin() -> &'static str {
+    env!("COMPACTOR_HOSTILE_PLUGIN_WASM")
+}
+
+pub struct Warehouse {
+    _dir: tempfile::TempDir,
+    pub base: PathBuf,
+    pub root: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Warehouse {
+    /// A warehouse with one table `events` on the default plugin and these settings lines.
+    pub fn new(settings: &str) -> Warehouse {
+        Warehouse::with_tables(&format!(
+            "[[tables]]\nname = \"events\"\nprefix = \"events/\"\n[tables.settings]\n{settings}\n"
+        ))
+    }
+
+    /// A warehouse with the given `[[tables]]` TOML.
+    pub fn with_tables(tables: &str) -> Warehouse {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().to_path_buf();
+        let root = base.join("warehouse");
+        std::fs::create_dir_all(&root).unwrap();
+        let config = base.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\nurl = \"file://./warehouse\"\n[merge]\nwork_dir = \"work\"\n{tables}"
+            ),
+        )
+        .unwrap();
+        Warehouse {
+            _dir: dir,
+            base,
+            root,
+            config,
+        }
+    }
+
+    /// Copies `src` into the warehouse as `key`.
+    pub fn put(&self, key: &str, src: &Path) {
+        let dest = self.root.join(key);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(src, &dest).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    }
+
+    pub fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    /// Keys of the data files under `prefix`, sorted (hidden and temp files excluded).
+    pub fn files(&self, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let dir = self.root.join(prefix);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return out;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().into_string().unwrap();
+            if e.path().is_file() && !name.starts_with('.') {
+                out.push(format!("{prefix}{name}"));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The merged outputs under `prefix`.
+    pub fn outputs(&self, prefix: &str) -> Vec<String> {
+        self.files(prefix)
+            .into_iter()
+            .filter(|k| k.rsplit('/').next().unwrap().starts_with("compacted-"))
+            .collect()
+    }
+
+    /// Runs `compactor --config <ours> --now NOW <args>`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_env(args, &[])
+    }
+
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_compactor"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(["--now", NOW])
+            .args(args);
+        cmd.env_remove("RUST_LOG").env_remove("COMPACTOR_CRASH_AT");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run(cmd.output().expect("run compactor"))
+    }
+}
+
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// Rows in a Parquet file, counted from its footer's row groups.
+pub fn rows_in(path: &Path) -> i64 {
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap();
+    use parquet::file::reader::FileReader;
+    reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|rg| rg.num_rows())
+        .sum()
+}
+
+fn python() -> PathBuf {
+    let py = std::env::var_os("COMPACTOR_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python")
+        });
+    assert!(
+        py.is_file(),
+        "no Python with pyarrow at {} (run scripts/test, which creates it)",
+        py.display()
+    );
+    py
+}
+
+/// Asks pyarrow whether `output` holds exactly the rows of `inputs`, in order.
+pub fn pyarrow_check(output: &Path, inputs: &[PathBuf]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/py/check_output.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(output)
+        .args(inputs)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "pyarrow check of {} failed:\n{}",
+        output.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Asserts pyarrow reads `output` as exactly `inputs` concatenated; returns its report.
+pub fn assert_same_rows(output: &Path, inputs: &[PathBuf]) -> Value {
+    let report = pyarrow_check(output, inputs);
+    assert_eq!(report["equal"], true, "{}: {report}", output.display());
+    assert_eq!(report["rows"], report["expected_rows"], "{report}");
+    report
+}

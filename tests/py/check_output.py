@@ -1,0 +1,69 @@
+"""Independent reader for the end-to-end tests: does pyarrow agree with compactor?
+
+    check_output.py OUTPUT [INPUT ...]
+
+Reads OUTPUT fully (read_table + validate(full=True)), reads the INPUTs in order, shapes each
+to OUTPUT's schema by column name (safe casts only: a lossy cast fails; missing columns become
+null), and compares the concatenation with OUTPUT value by value. Prints one JSON object:
+{"rows": N, "expected_rows": M, "equal": bool, "schema": [...], "detail": "..."}.
+With no INPUT, it only reads and validates OUTPUT.
+INT96 inputs are read as microseconds, as compactor writes them when that is exact.
+"""
+import json
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def shaped(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type, safe=True))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def same_column(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:
+    """Equal values; floats compared bit for bit, so NaN equals NaN and -0.0 differs from 0.0."""
+    a, b = a.combine_chunks(), b.combine_chunks()
+    if a.equals(b):
+        return True
+    if pa.types.is_floating(a.type) and a.type == b.type:
+        bits = {16: pa.uint16(), 32: pa.uint32(), 64: pa.uint64()}[a.type.bit_width]
+        return a.is_null().equals(b.is_null()) and a.view(bits).equals(b.view(bits))
+    return False
+
+
+def main() -> None:
+    output, inputs = sys.argv[1], sys.argv[2:]
+    out = pq.read_table(output)
+    out.validate(full=True)
+    schema = out.schema.remove_metadata()
+    out = out.replace_schema_metadata(None)
+    if not inputs:  # only read and validate the output
+        print(json.dumps({"rows": out.num_rows, "schema": [str(f) for f in out.schema]}))
+        return
+    expected = pa.concat_tables(
+        [shaped(pq.read_table(p, coerce_int96_timestamp_unit="us"), schema) for p in inputs]
+    )
+    detail = ""
+    equal = out.num_rows == expected.num_rows
+    for name in schema.names if equal else []:
+        if not same_column(out.column(name), expected.column(name)):
+            equal = False
+            detail = f"column {name} differs: {out.column(name).slice(0, 5)} vs {expected.column(name).slice(0, 5)}"
+            break
+    print(json.dumps({
+        "rows": out.num_rows,
+        "expected_rows": expected.num_rows,
+        "equal": equal,
+        "schema": [f"{f.name}: {f.type}{'' if f.nullable else ' not null'}" for f in out.schema],
+        "detail": detail,
+    }))
+
+
+if __name__ == "__main__":
+    main()
