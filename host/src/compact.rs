@@ -105,9 +105,7 @@ pub async fn execute(
                     let mut merged_any = false;
                     for group in groups {
                         progress.set_message(prefix.to_string());
-                        match execute_group(store.as_ref(), prefix, group, cfg, &progress, crash)
-                            .await
-                        {
+                        match execute_group(store.as_ref(), prefix, group, cfg, crash).await {
                             Ok(outcome) => {
                                 merged_any |= !outcome.merged.is_empty();
                                 for note in &outcome.notes {
@@ -169,7 +167,6 @@ async fn execute_group(
     prefix: &str,
     group: &GroupPlan,
     cfg: &MergeConfig,
-    progress: &ProgressBar,
     crash: Option<CrashPoint>,
 ) -> Result<GroupOutcome, MergeError> {
     let mut inputs = Vec::with_capacity(group.inputs.len());
@@ -188,7 +185,7 @@ async fn execute_group(
             ));
             continue;
         }
-        let stats = commit_set(store, prefix, &members, set.schema, cfg, progress, crash).await?;
+        let stats = commit_set(store, prefix, &members, set.schema, cfg, crash).await?;
         outcome.merged.push(Merged {
             files: members.len() as u64,
             bytes_in: members.iter().map(|m| m.meta.size).sum(),
@@ -206,7 +203,6 @@ async fn commit_set(
     inputs: &[InputFile],
     schema: arrow_schema::SchemaRef,
     cfg: &MergeConfig,
-    _progress: &ProgressBar,
     crash: Option<CrashPoint>,
 ) -> Result<MergeStats, MergeError> {
     let metas: Vec<ObjectMeta> = inputs.iter().map(|i| i.meta.clone()).collect();

@@ -175,10 +175,15 @@ impl Config {
             path: path.display().to_string(),
             message,
         };
-        let base = path
+        let parent = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        // Absolute where possible, so messages and logs show where things really are.
+        let base = parent
+            .canonicalize()
+            .unwrap_or_else(|_| parent.to_path_buf());
+        let base = base.as_path();
         let store = parse_store_url(&raw.store.url, base).map_err(fail)?;
 
         let size = |key: &str, value: &str| {
@@ -290,7 +295,7 @@ fn parse_store_url(url: &str, base: &Path) -> Result<StoreConfig, String> {
             return Err("[store] url = \"file://\" names no directory".into());
         }
         return Ok(StoreConfig::Local {
-            root: base.join(rest),
+            root: base.join(rest.strip_prefix("./").unwrap_or(rest)),
         });
     }
     if url.starts_with("s3://") {
@@ -362,7 +367,7 @@ min_files = 2
         assert_eq!(
             c.store,
             StoreConfig::Local {
-                root: PathBuf::from("/etc/compactor/./warehouse")
+                root: PathBuf::from("/etc/compactor/warehouse")
             }
         );
         assert_eq!(c.tables[0].prefix, "events/");

@@ -15,6 +15,11 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
+    // Corrupt input can make the Parquet decoder panic; the merge catches that and refuses the
+    // file with a message naming it. The default hook would also dump a backtrace on the user.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::debug!("caught panic: {info}");
+    }));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -2,6 +2,9 @@
 //! with real wasm plugins, checked by an independent reader (pyarrow). `scripts/test` sets up
 //! what they need.
 
+// Tests fail loudly on any surprise; unwrap is the point here.
+#![allow(clippy::unwrap_used)]
+
 mod corpus;
 mod drift;
 mod lifecycle;

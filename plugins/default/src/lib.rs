@@ -244,10 +244,12 @@ mod tests {
         );
     }
 
-    /// (file sizes in MiB, target MiB, min_files) -> expected groups as sizes.
+    /// File sizes in MiB, target MiB, min_files, and the expected groups as sizes.
+    type GroupingCase = (&'static [u64], u64, usize, &'static [&'static [u64]]);
+
     #[test]
     fn grouping_table() {
-        let cases: &[(&[u64], u64, usize, &[&[u64]])] = &[
+        let cases: &[GroupingCase] = &[
             // Everything fits one window: one output, even above the target.
             (&[50, 50, 50, 50], 128, 2, &[&[50, 50, 50, 50]]),
             // Below the target but enough files: merged as a remainder.
