@@ -237,3 +237,68 @@ fn demo_seeds_compacts_and_then_has_nothing_to_do() {
     let merged = w.outputs("events/dt=2026-11-20/hour=04/");
     assert_eq!(rows_in(&w.path(&merged[0])), 48_000);
 }
+
+/// Writers' key-value metadata survives the merge; our own journal key is replaced, not copied.
+#[test]
+fn key_value_metadata_is_preserved() {
+    use std::sync::Arc;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::reader::FileReader;
+
+    let w = Warehouse::new("");
+    let prefix = cold(1);
+    let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+    for i in 0..2i64 {
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                "origin".into(),
+                "writer-7".to_string(),
+            )]))
+            .build();
+        let path = w.base.join(format!("in-{i}.parquet"));
+        let mut writer = ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            schema.clone(),
+            Some(props),
+        )
+        .unwrap();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(vec![i, i + 10]))],
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        w.put(&format!("{prefix}part-{i}.parquet"), &path);
+    }
+    w.run(&["once"]).expect_code(0);
+    let out = w.path(&w.outputs(&prefix)[0]);
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+        std::fs::File::open(&out).unwrap(),
+    )
+    .unwrap();
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .clone();
+    let value = |key: &str| {
+        kv.iter()
+            .filter(|kv| kv.key == key)
+            .map(|kv| kv.value.clone().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(value("origin"), ["writer-7"]);
+    assert_eq!(value("compactor.inputs").len(), 1);
+    assert_same_rows(
+        &out,
+        &[w.base.join("in-0.parquet"), w.base.join("in-1.parquet")],
+    );
+}

@@ -79,6 +79,13 @@ pub fn merge_to_file(
         total_rows += decoded;
         on_progress(input.meta.size);
     }
+    // The inputs' footer key-value pairs (gathered into the schema's metadata when their
+    // footers were read) go back into the footer as they were, next to our journal.
+    for (key, value) in schema.metadata().iter() {
+        if key != "ARROW:schema" {
+            writer.append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
+        }
+    }
     for kv in metadata {
         writer.append_key_value_metadata(kv);
     }
