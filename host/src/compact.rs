@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing::Instrument;
 
 use crate::config::MergeConfig;
 use crate::journal::{self, Journal, JournalInput};
@@ -14,7 +16,7 @@ use crate::merge::MergeError;
 use crate::merge::footer::{InputFile, read_input};
 use crate::merge::rewrite::{MergeStats, merge_to_file};
 use crate::merge::schema::split_compatible;
-use crate::plan::{Action, CompactionPlan, GroupPlan};
+use crate::plan::{Action, CompactionPlan, GroupPlan, PartitionPlan};
 use crate::store::{ObjectMeta, Store};
 use crate::summary::RunSummary;
 
@@ -64,88 +66,111 @@ pub async fn execute(
         for prefix in &table.hot {
             summary.skip("hot", format!("{prefix}: hot (policy), not listed"));
         }
-        for p in &table.partitions {
-            let prefix = p.partition.prefix.as_str();
-            let span = tracing::info_span!("partition", table = %table.table, partition = %prefix);
-            let _enter = span.enter();
-            let mut recovery_failed = false;
-            for recovery in &p.recoveries {
-                match journal::apply(store.as_ref(), recovery).await {
-                    Ok(n) => {
-                        tracing::info!(
-                            deleted = n,
-                            "finished an earlier run's commit: {recovery:?}"
-                        );
-                        summary.recoveries += 1;
-                    }
-                    Err(e) => {
-                        summary.fail(format!("{prefix}: {e}"));
-                        recovery_failed = true;
-                    }
-                }
-            }
-            if recovery_failed {
-                continue;
-            }
-            match &p.action {
-                Action::Skip { reason } => {
-                    tracing::debug!("skipped: {reason}");
-                    let class = if reason.starts_with("hot") {
-                        "hot"
-                    } else {
-                        "policy"
-                    };
-                    summary.skip(class, format!("{prefix}: {reason}"));
-                }
-                Action::Failed { error } => {
-                    tracing::error!("{error}");
-                    summary.fail(format!("{prefix}: {error}"));
-                }
-                Action::Compact { groups } => {
-                    let mut merged_any = false;
-                    for group in groups {
-                        progress.set_message(prefix.to_string());
-                        match execute_group(store.as_ref(), prefix, group, cfg, crash).await {
-                            Ok(outcome) => {
-                                merged_any |= !outcome.merged.is_empty();
-                                for note in &outcome.notes {
-                                    tracing::warn!("{note}");
-                                    summary.skipped.push(format!("{prefix}: {note}"));
-                                }
-                                for m in outcome.merged {
-                                    summary.groups_merged += 1;
-                                    summary.files_in += m.files;
-                                    summary.bytes_in += m.bytes_in;
-                                    summary.files_out += 1;
-                                    summary.bytes_out += m.stats.bytes;
-                                    summary.rows += m.stats.rows;
-                                }
-                            }
-                            Err(e) => {
-                                tracing::error!(
-                                    "group of {} files refused: {e}",
-                                    group.inputs.len()
-                                );
-                                summary
-                                    .fail(format!("{prefix}: {e}; its files were left in place"));
-                            }
-                        }
-                        progress.inc(group.bytes());
-                    }
-                    if merged_any {
-                        summary.partitions_compacted += 1;
-                    } else {
-                        *summary
-                            .partitions_skipped
-                            .entry("schema".into())
-                            .or_default() += 1;
-                    }
-                }
-            }
-        }
+    }
+    // Partitions in parallel, up to the configured bound: the merges themselves run on
+    // blocking threads, so this is what puts every core to work.
+    let jobs = plan
+        .tables
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.table.as_str(), p)));
+    let partials: Vec<RunSummary> = futures::stream::iter(jobs)
+        .map(|(table, p)| {
+            let span =
+                tracing::info_span!("partition", table = %table, partition = %p.partition.prefix);
+            execute_partition(store.as_ref(), p, cfg, &progress, crash).instrument(span)
+        })
+        .buffer_unordered(cfg.parallelism.max(1))
+        .collect()
+        .await;
+    for partial in partials {
+        summary.absorb(partial);
     }
     progress.finish_and_clear();
     summary.elapsed = start.elapsed();
+    summary
+}
+
+/// One partition: finish earlier commits, then carry out its action. Returns its part of the
+/// run's summary.
+async fn execute_partition(
+    store: &dyn Store,
+    p: &PartitionPlan,
+    cfg: &MergeConfig,
+    progress: &ProgressBar,
+    crash: Option<CrashPoint>,
+) -> RunSummary {
+    let mut summary = RunSummary::default();
+    let prefix = p.partition.prefix.as_str();
+    let mut recovery_failed = false;
+    for recovery in &p.recoveries {
+        match journal::apply(store, recovery).await {
+            Ok(n) => {
+                tracing::info!(
+                    deleted = n,
+                    "finished an earlier run's commit: {recovery:?}"
+                );
+                summary.recoveries += 1;
+            }
+            Err(e) => {
+                summary.fail(format!("{prefix}: {e}"));
+                recovery_failed = true;
+            }
+        }
+    }
+    if recovery_failed {
+        return summary;
+    }
+    match &p.action {
+        Action::Skip { reason } => {
+            tracing::debug!("skipped: {reason}");
+            let class = if reason.starts_with("hot") {
+                "hot"
+            } else {
+                "policy"
+            };
+            summary.skip(class, format!("{prefix}: {reason}"));
+        }
+        Action::Failed { error } => {
+            tracing::error!("{error}");
+            summary.fail(format!("{prefix}: {error}"));
+        }
+        Action::Compact { groups } => {
+            let mut merged_any = false;
+            for group in groups {
+                progress.set_message(prefix.to_string());
+                match execute_group(store, prefix, group, cfg, crash).await {
+                    Ok(outcome) => {
+                        merged_any |= !outcome.merged.is_empty();
+                        for note in &outcome.notes {
+                            tracing::warn!("{note}");
+                            summary.skipped.push(format!("{prefix}: {note}"));
+                        }
+                        for m in outcome.merged {
+                            summary.groups_merged += 1;
+                            summary.files_in += m.files;
+                            summary.bytes_in += m.bytes_in;
+                            summary.files_out += 1;
+                            summary.bytes_out += m.stats.bytes;
+                            summary.rows += m.stats.rows;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("group of {} files refused: {e}", group.inputs.len());
+                        summary.fail(format!("{prefix}: {e}; its files were left in place"));
+                    }
+                }
+                progress.inc(group.bytes());
+            }
+            if merged_any {
+                summary.partitions_compacted += 1;
+            } else {
+                *summary
+                    .partitions_skipped
+                    .entry("schema".into())
+                    .or_default() += 1;
+            }
+        }
+    }
     summary
 }
 

@@ -53,6 +53,9 @@ pub struct RawMerge {
     /// Where merged files are written before upload. Default: the system temp directory.
     #[serde(default)]
     pub work_dir: Option<String>,
+    /// Partitions merged at once; 0 means one per CPU core.
+    #[serde(default)]
+    pub parallelism: usize,
 }
 
 impl Default for RawMerge {
@@ -63,6 +66,7 @@ impl Default for RawMerge {
             max_row_group_bytes: default_max_row_group_bytes(),
             batch_rows: default_batch_rows(),
             work_dir: None,
+            parallelism: 0,
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct MergeConfig {
     pub max_row_group_bytes: u64,
     pub batch_rows: usize,
     pub work_dir: PathBuf,
+    /// Partitions merged at once (at least 1).
+    pub parallelism: usize,
 }
 
 impl Default for MergeConfig {
@@ -130,6 +136,7 @@ impl Default for MergeConfig {
             max_row_group_bytes: 1 << 30,
             batch_rows: default_batch_rows(),
             work_dir: std::env::temp_dir(),
+            parallelism: cpu_count(),
         }
     }
 }
@@ -214,6 +221,10 @@ impl Config {
                 .work_dir
                 .map(|d| base.join(d))
                 .unwrap_or_else(std::env::temp_dir),
+            parallelism: match raw.merge.parallelism {
+                0 => cpu_count(),
+                n => n,
+            },
         };
 
         if raw.tables.is_empty() {
@@ -287,6 +298,10 @@ impl Config {
             tables,
         })
     }
+}
+
+fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn parse_store_url(url: &str, base: &Path) -> Result<StoreConfig, String> {

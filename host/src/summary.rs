@@ -46,6 +46,27 @@ impl RunSummary {
         self.failures.push(line);
     }
 
+    /// Adds another part of the run (one partition's outcome) to this one.
+    pub fn absorb(&mut self, other: RunSummary) {
+        self.partitions_compacted += other.partitions_compacted;
+        for (class, n) in other.partitions_skipped {
+            *self.partitions_skipped.entry(class).or_default() += n;
+        }
+        self.partitions_failed += other.partitions_failed;
+        self.groups_merged += other.groups_merged;
+        self.files_in += other.files_in;
+        self.bytes_in += other.bytes_in;
+        self.files_out += other.files_out;
+        self.bytes_out += other.bytes_out;
+        self.rows += other.rows;
+        self.recoveries += other.recoveries;
+        self.skipped.extend(other.skipped);
+        self.failures.extend(other.failures);
+        // Partitions finish in any order; keep the report stable.
+        self.skipped.sort();
+        self.failures.sort();
+    }
+
     /// 0 when everything went well, 1 when any partition or group failed.
     pub fn exit_code(&self) -> i32 {
         if self.failures.is_empty() { 0 } else { 1 }
