@@ -60,6 +60,7 @@ pub async fn execute(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    progress.enable_steady_tick(std::time::Duration::from_millis(120));
     let crash = CrashPoint::from_env();
 
     for table in &plan.tables {
@@ -138,7 +139,7 @@ async fn execute_partition(
             let mut merged_any = false;
             for group in groups {
                 progress.set_message(prefix.to_string());
-                match execute_group(store, prefix, group, cfg, crash).await {
+                match execute_group(store, prefix, group, cfg, progress, crash).await {
                     Ok(outcome) => {
                         merged_any |= !outcome.merged.is_empty();
                         for note in &outcome.notes {
@@ -159,7 +160,6 @@ async fn execute_partition(
                         summary.fail(format!("{prefix}: {e}; its files were left in place"));
                     }
                 }
-                progress.inc(group.bytes());
             }
             if merged_any {
                 summary.partitions_compacted += 1;
@@ -192,6 +192,7 @@ async fn execute_group(
     prefix: &str,
     group: &GroupPlan,
     cfg: &MergeConfig,
+    progress: &ProgressBar,
     crash: Option<CrashPoint>,
 ) -> Result<GroupOutcome, MergeError> {
     let mut inputs = Vec::with_capacity(group.inputs.len());
@@ -210,7 +211,7 @@ async fn execute_group(
             ));
             continue;
         }
-        let stats = commit_set(store, prefix, &members, set.schema, cfg, crash).await?;
+        let stats = commit_set(store, prefix, &members, set.schema, cfg, progress, crash).await?;
         outcome.merged.push(Merged {
             files: members.len() as u64,
             bytes_in: members.iter().map(|m| m.meta.size).sum(),
@@ -228,6 +229,7 @@ async fn commit_set(
     inputs: &[InputFile],
     schema: arrow_schema::SchemaRef,
     cfg: &MergeConfig,
+    progress: &ProgressBar,
     crash: Option<CrashPoint>,
 ) -> Result<MergeStats, MergeError> {
     let metas: Vec<ObjectMeta> = inputs.iter().map(|i| i.meta.clone()).collect();
@@ -271,9 +273,12 @@ async fn commit_set(
         let cfg = cfg.clone();
         let dest = spool.path().to_path_buf();
         let kv = vec![journal.to_key_value()];
+        let progress = progress.clone();
         tokio::task::spawn_blocking(move || {
             let mut next = || rx.blocking_recv();
-            merge_to_file(&inputs, schema, &mut next, &cfg, kv, &dest, &|_| {})
+            merge_to_file(&inputs, schema, &mut next, &cfg, kv, &dest, &|bytes| {
+                progress.inc(bytes)
+            })
         })
     };
     let ((), merged) = tokio::join!(fetch, merge);
