@@ -16,9 +16,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
     // Corrupt input can make the Parquet decoder panic; the merge catches that and refuses the
-    // file with a message naming it. The default hook would also dump a backtrace on the user.
+    // file with a message naming it, so those panics are only logged at debug level. Any other
+    // panic is a bug and is said out loud.
     std::panic::set_hook(Box::new(|info| {
-        tracing::debug!("caught panic: {info}");
+        if compactor::merge::catching_panics() {
+            tracing::debug!("caught panic: {info}");
+        } else {
+            eprintln!("error: internal error (please report it): {info}");
+        }
     }));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -58,22 +63,56 @@ fn init_logging(cli: &Cli) {
     }
 }
 
+/// Writes to stdout. A reader that went away (`compactor plan | head`) ends the program
+/// quietly, as it would for any Unix tool, instead of a panic.
+fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*)) };
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => { write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Runs `f` on a blocking thread. Plugin loading and calls must never run on an async runtime
+/// thread: WASI's synchronous bindings drive their own runtime underneath.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+async fn open_app(config: Config) -> anyhow::Result<App> {
+    blocking(move || Ok(App::open(config)?)).await
+}
+
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let now = cli.now.unwrap_or_else(now_ms);
     match cli.command {
         Command::Once => {
-            let app = App::open(Config::load(&cli.config)?)?;
+            let app = open_app(Config::load(&cli.config)?).await?;
             let summary = app.run_once(now).await;
-            print!("{summary}");
+            out!("{summary}");
             Ok(summary.exit_code() as u8)
         }
         Command::Plan(args) => {
-            let app = App::open(Config::load(&cli.config)?)?;
+            let app = open_app(Config::load(&cli.config)?).await?;
             let plan = app.plan(now).await;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&plan)?);
+                outln!("{}", serde_json::to_string_pretty(&plan)?);
             } else {
-                print!("{plan}");
+                out!("{plan}");
             }
             let failed = plan
                 .tables
@@ -83,31 +122,41 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(u8::from(failed))
         }
         Command::Plugin(PluginCommand::Check(args)) => {
-            let engine = PluginEngine::try_new()?;
             let source = if args.file == "default" {
                 PluginSource::Embedded
             } else {
                 PluginSource::File(args.file.clone().into())
             };
-            let plugin = load_plugin(&engine, &source, args.settings)
-                .map_err(|e| UsageError(e.to_string()))?;
-            let results = check::run(&plugin, cli.now.unwrap_or_else(check::default_now_ms));
+            let now = cli.now.unwrap_or_else(check::default_now_ms);
+            let (plugin, results) = blocking(move || {
+                let engine = PluginEngine::try_new()?;
+                let plugin = load_plugin(&engine, &source, args.settings)
+                    .map_err(|e| UsageError(e.to_string()))?;
+                let results = check::run(&plugin, now);
+                Ok((plugin, results))
+            })
+            .await?;
             if args.json {
                 let out = serde_json::json!({
                     "name": plugin.name, "version": plugin.version,
                     "wit_version": plugin.wit_version, "scenarios": results,
                 });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!(
+                outln!(
                     "plugin {} {} (compaction:policy@{}) from {}",
-                    plugin.name, plugin.version, plugin.wit_version, plugin.origin
+                    plugin.name,
+                    plugin.version,
+                    plugin.wit_version,
+                    plugin.origin
                 );
                 for r in &results {
                     let mark = if r.passed { "pass" } else { "FAIL" };
-                    println!(
+                    outln!(
                         "  {mark}  {:<16} {:>5} ms  {}",
-                        r.scenario, r.millis, r.detail
+                        r.scenario,
+                        r.millis,
+                        r.detail
                     );
                 }
             }
@@ -120,20 +169,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let table = config.tables.first().context("the config has no table")?;
             let seeded = compactor::demo::seed(store.as_ref(), &table.prefix, now).await?;
             if seeded > 0 {
-                println!(
+                outln!(
                     "seeded {seeded} small files under {} (the current hour and the three before it)",
                     root.join(&table.prefix).display()
                 );
             } else {
-                println!(
+                outln!(
                     "{} is not empty: compacting what is there",
                     root.join(&table.prefix).display()
                 );
             }
-            let app = App::open(config)?;
+            let app = open_app(config).await?;
             let summary = app.run_once(now).await;
-            print!("{summary}");
-            println!(
+            out!("{summary}");
+            outln!(
                 "Run it again: nothing left to do. Look inside: find {}",
                 root.display()
             );

@@ -171,6 +171,32 @@ fn plugin_check_reports_each_scenario() {
         .collect();
     assert!(failed.contains(&"many tiny files"), "{report}");
 
+    // Regression: a panicking plugin writes to its stderr; that must not take the host down.
+    let trap = w.run(&[
+        "plugin",
+        "check",
+        hostile_plugin(),
+        "--setting",
+        "mode=trap",
+    ]);
+    trap.expect_code(1);
+    assert!(
+        trap.stdout()
+            .contains("trapped (the plugin panicked or aborted)"),
+        "{}",
+        trap.stdout()
+    );
+    assert!(
+        trap.stdout().contains("hostile plugin panics on purpose"),
+        "the plugin's own words: {}",
+        trap.stdout()
+    );
+    assert!(
+        !trap.stderr().contains("internal error"),
+        "{}",
+        trap.stderr()
+    );
+
     let not_wasm = w.base.join("not.wasm");
     std::fs::write(&not_wasm, b"definitely not wasm").unwrap();
     let run = w.run(&["plugin", "check", not_wasm.to_str().unwrap()]);

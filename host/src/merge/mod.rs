@@ -39,6 +39,16 @@ pub enum MergeError {
     Store(#[from] StoreError),
 }
 
+thread_local! {
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is inside [`catch_panic`], so a panic hook can tell an expected
+/// decoder panic (reported as a refusal) from a bug.
+pub fn catching_panics() -> bool {
+    CATCHING.with(|c| c.get())
+}
+
 /// Runs `f`, turning a panic inside the Parquet decoder into an error naming `key`.
 /// Some corrupt files make the decoder panic instead of returning an error; one bad file must
 /// never take the process down.
@@ -46,7 +56,10 @@ pub fn catch_panic<T>(
     key: &str,
     f: impl FnOnce() -> Result<T, MergeError>,
 ) -> Result<T, MergeError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+    let outer = CATCHING.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(outer));
+    result.unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<String>()
             .cloned()

@@ -8,6 +8,7 @@
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::since_v0_1_0::{self as v0_1_0, Plugin, PluginPre};
@@ -75,6 +76,10 @@ impl PluginEngine {
 }
 
 /// A loaded plugin with one table's settings bound to it.
+///
+/// Its methods block (compilation, fuel-bounded calls) and must run on a blocking thread
+/// (`spawn_blocking`), never on an async runtime thread: WASI's synchronous bindings drive a
+/// runtime of their own underneath and panic inside another one.
 pub struct PolicyPlugin {
     /// Where it came from: `embedded default` or a file path.
     pub origin: String,
@@ -203,9 +208,11 @@ impl PolicyPlugin {
             function,
             reason,
         };
+        // The default builder grants nothing: no dirs, env, args, sockets, stdin or stdout.
+        // Only stderr is kept, bounded, so a panic message can be shown to the plugin's author.
+        let stderr = MemoryOutputPipe::new(4096);
         let state = HostState {
-            // The default builder grants nothing: no dirs, env, args, sockets or stdio.
-            wasi: WasiCtx::builder().build(),
+            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.limits.memory_bytes)
@@ -238,7 +245,13 @@ impl PolicyPlugin {
                     reason: format!("refused the settings: {refusal}"),
                 })?;
         }
-        f(&mut store, &plugin).map_err(|e| fail(self.describe_trap(e)))
+        f(&mut store, &plugin).map_err(|e| {
+            let said = String::from_utf8_lossy(&stderr.contents()).into_owned();
+            match last_words(&said) {
+                Some(words) => fail(format!("{}: {words}", self.describe_trap(e))),
+                None => fail(self.describe_trap(e)),
+            }
+        })
     }
 
     fn describe_trap(&self, e: wasmtime::Error) -> String {
@@ -264,6 +277,22 @@ impl PolicyPlugin {
             None => format!("{e:#}"),
         }
     }
+}
+
+/// What a failing plugin last wrote to stderr, e.g. Rust's panic message, without the
+/// `note: run with RUST_BACKTRACE=1` trailer.
+fn last_words(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note:"))
+        .collect();
+    let from = lines
+        .iter()
+        .rposition(|l| l.contains("panicked at"))
+        .unwrap_or(lines.len().saturating_sub(1));
+    let words = lines.get(from..)?.join(" ");
+    (!words.is_empty()).then(|| words.chars().take(500).collect())
 }
 
 /// The version in the component's `compaction:policy/policy@X` export, if any.
