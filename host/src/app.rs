@@ -7,7 +7,7 @@ use crate::config::{Config, PluginSource, StoreConfig};
 use crate::plan::{CompactionPlan, TableSpec};
 use crate::policy::wasm::Limits;
 use crate::policy::{DEFAULT_PLUGIN, PluginEngine, PolicyError, PolicyPlugin};
-use crate::store::{LocalStore, Store};
+use crate::store::{LocalStore, S3Store, Store};
 use crate::summary::RunSummary;
 
 /// A problem with how compactor was asked to run (config, plugin): exit code 2.
@@ -28,11 +28,12 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-pub fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, UsageError> {
+pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, UsageError> {
     match config {
         StoreConfig::Local { root } => LocalStore::try_new(root)
             .map(|s| Arc::new(s) as Arc<dyn Store>)
             .map_err(|e| UsageError(format!("cannot open the warehouse directory: {e}"))),
+        StoreConfig::S3(location) => Ok(Arc::new(S3Store::connect(location.clone(), None).await)),
     }
 }
 
@@ -62,8 +63,9 @@ pub fn load_plugin(
 }
 
 impl App {
-    pub fn open(config: Config) -> Result<App, UsageError> {
-        let store = open_store(&config.store)?;
+    /// Loads the plugins (blocking: call from a blocking thread) for a store opened with
+    /// [`open_store`].
+    pub fn open(config: Config, store: Arc<dyn Store>) -> Result<App, UsageError> {
         let engine = PluginEngine::try_new().map_err(|e| UsageError(e.to_string()))?;
         let mut tables = Vec::new();
         for t in &config.tables {

@@ -30,8 +30,18 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
-    /// `file://DIR` (relative to the config file's directory) or an absolute `file:///DIR`.
+    /// `file://DIR` (relative to the config file's directory), `file:///DIR`, or
+    /// `s3://BUCKET/optional/prefix`.
     pub url: String,
+    /// S3 only: the region (default: from the environment or profile).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// S3 only: an S3-compatible endpoint, e.g. `http://127.0.0.1:9000`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// S3 only: path-style addressing, which most S3-compatible stores need.
+    #[serde(default)]
+    pub path_style: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +125,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     Local { root: PathBuf },
+    S3(crate::store::S3Location),
 }
 
 #[derive(Debug, Clone)]
@@ -191,7 +202,7 @@ impl Config {
             .canonicalize()
             .unwrap_or_else(|_| parent.to_path_buf());
         let base = base.as_path();
-        let store = parse_store_url(&raw.store.url, base).map_err(fail)?;
+        let store = parse_store(&raw.store, base).map_err(fail)?;
 
         let size = |key: &str, value: &str| {
             parse_size(value).map_err(|e| fail(format!("[merge] {key} = {value:?}: {e}")))
@@ -304,7 +315,35 @@ fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn parse_store_url(url: &str, base: &Path) -> Result<StoreConfig, String> {
+fn parse_store(raw: &RawStore, base: &Path) -> Result<StoreConfig, String> {
+    let url = raw.url.as_str();
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("[store] url = {url:?} names no bucket"));
+        }
+        let prefix = match prefix.trim_matches('/') {
+            "" => String::new(),
+            p => normalize_prefix(p).map_err(|e| format!("[store] url = {url:?}: {e}"))?,
+        };
+        if let Some(endpoint) = &raw.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(format!(
+                "[store] endpoint = {endpoint:?}: expected http://HOST:PORT or https://HOST"
+            ));
+        }
+        return Ok(StoreConfig::S3(crate::store::S3Location {
+            bucket: bucket.to_string(),
+            prefix,
+            region: raw.region.clone(),
+            endpoint: raw.endpoint.clone(),
+            path_style: raw.path_style,
+        }));
+    }
+    if raw.region.is_some() || raw.endpoint.is_some() || raw.path_style {
+        return Err("[store] region, endpoint and path_style apply to s3:// stores only".into());
+    }
     if let Some(rest) = url.strip_prefix("file://") {
         if rest.is_empty() {
             return Err("[store] url = \"file://\" names no directory".into());
@@ -313,13 +352,9 @@ fn parse_store_url(url: &str, base: &Path) -> Result<StoreConfig, String> {
             root: base.join(rest.strip_prefix("./").unwrap_or(rest)),
         });
     }
-    if url.starts_with("s3://") {
-        return Err(format!(
-            "[store] url = {url:?}: the S3 backend is not available in this version yet; use file://DIR"
-        ));
-    }
     Err(format!(
-        "[store] url = {url:?}: expected file://DIR (relative to the config file) or file:///ABSOLUTE/DIR"
+        "[store] url = {url:?}: expected file://DIR (relative to the config file), \
+         file:///ABSOLUTE/DIR or s3://BUCKET/PREFIX"
     ))
 }
 
@@ -403,8 +438,22 @@ min_files = 2
             (MINIMAL.replace("prefix", "prefx"), "prefx"),
             (MINIMAL.replace("file://./warehouse", "ftp://x"), "ftp://x"),
             (
-                MINIMAL.replace("file://./warehouse", "s3://bucket"),
-                "not available",
+                MINIMAL.replace("file://./warehouse", "s3://"),
+                "names no bucket",
+            ),
+            (
+                MINIMAL.replace(
+                    "url = \"file://./warehouse\"",
+                    "url = \"file://w\"\nregion = \"eu-west-1\"",
+                ),
+                "s3:// stores only",
+            ),
+            (
+                MINIMAL.replace(
+                    "url = \"file://./warehouse\"",
+                    "url = \"s3://b\"\nendpoint = \"localhost:9000\"",
+                ),
+                "endpoint",
             ),
             (
                 format!("{MINIMAL}[merge]\nrow_group_size = \"big\"\n"),
@@ -439,6 +488,25 @@ min_files = 2
             assert!(err.contains(needle), "{needle:?} not in {err}");
             assert!(err.starts_with("/etc/compactor/config.toml"), "{err}");
         }
+    }
+
+    #[test]
+    fn s3_urls() {
+        let c = parse(&MINIMAL.replace(
+            "url = \"file://./warehouse\"",
+            "url = \"s3://lake/raw/zone/\"\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.store,
+            StoreConfig::S3(crate::store::S3Location {
+                bucket: "lake".into(),
+                prefix: "raw/zone/".into(),
+                region: None,
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                path_style: true,
+            })
+        );
     }
 
     #[test]

@@ -94,7 +94,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn open_app(config: Config) -> anyhow::Result<App> {
-    blocking(move || Ok(App::open(config)?)).await
+    let store = open_store(&config.store).await?;
+    blocking(move || Ok(App::open(config, store)?)).await
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -164,28 +165,30 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Demo => {
             let config = Config::load(&cli.config)?;
-            let StoreConfig::Local { root } = config.store.clone();
-            let store = open_store(&config.store)?;
+            let store = open_store(&config.store).await?;
             let table = config.tables.first().context("the config has no table")?;
+            let at = format!(
+                "{}{}",
+                store.describe().trim_end_matches('/'),
+                format_args!("/{}", table.prefix)
+            );
             let seeded = compactor::demo::seed(store.as_ref(), &table.prefix, now).await?;
             if seeded > 0 {
                 outln!(
-                    "seeded {seeded} small files under {} (the current hour and the three before it)",
-                    root.join(&table.prefix).display()
+                    "seeded {seeded} small files under {at} (the current hour and the three before it)"
                 );
             } else {
-                outln!(
-                    "{} is not empty: compacting what is there",
-                    root.join(&table.prefix).display()
-                );
+                outln!("{at} is not empty: compacting what is there");
             }
-            let app = open_app(config).await?;
+            let app = blocking(move || Ok(App::open(config, store)?)).await?;
             let summary = app.run_once(now).await;
             out!("{summary}");
-            outln!(
-                "Run it again: nothing left to do. Look inside: find {}",
-                root.display()
-            );
+            if let StoreConfig::Local { root } = &app.config.store {
+                outln!(
+                    "Run it again: nothing left to do. Look inside: find {}",
+                    root.display()
+                );
+            }
             Ok(summary.exit_code() as u8)
         }
     }

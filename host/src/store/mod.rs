@@ -13,8 +13,11 @@ use bytes::Bytes;
 #[cfg(test)]
 pub mod conformance;
 pub mod local;
+pub mod moto;
+pub mod s3;
 
 pub use local::LocalStore;
+pub use s3::{S3Location, S3Store};
 
 /// What the store knows about one object.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -1,0 +1,542 @@
+//! Amazon S3 and S3-compatible stores (aws-sdk-s3).
+//!
+//! * Listing: ListObjectsV2 with delimiter `/` (one hive level per call), following every page.
+//! * Reads: footers with one suffix-range GET (`bytes=-N`), which also reports the object size.
+//! * Writes: files up to [`PART_SIZE`] in one PUT; larger ones as a multipart upload streamed
+//!   part by part from disk (memory: one part), aborted on any failure, so an object appears
+//!   whole or not at all.
+//! * Conditional create: `If-None-Match: *` (a 412 answer means the key exists).
+//! * Deletes: DeleteObjects in batches of at most 1000; the per-key errors of a 200 answer are
+//!   read and returned, never assumed gone.
+//! * Credentials come from the standard AWS chain (environment, profile, web identity, instance
+//!   metadata); they are never in the config and never in our messages.
+
+use std::ops::Range;
+use std::path::Path;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use bytes::Bytes;
+use tokio::io::AsyncReadExt;
+
+use super::{Listing, ObjectMeta, Store, StoreError, validate_key};
+
+/// Multipart part size, and the largest object written with a single PUT.
+pub const PART_SIZE: u64 = 16 << 20;
+/// DeleteObjects takes at most this many keys.
+const DELETE_BATCH: usize = 1000;
+
+/// Where and how to reach the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    /// Key prefix inside the bucket, empty or ending in `/`.
+    pub prefix: String,
+    /// Region; when `None`, from the environment or profile (and `us-east-1` failing that).
+    pub region: Option<String>,
+    /// For S3-compatible stores, e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores need.
+    pub path_style: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    location: S3Location,
+}
+
+impl S3Store {
+    /// Connects with credentials from the standard AWS chain, or with `static_credentials`
+    /// (access key, secret) when given: tests only, since config files never hold secrets.
+    pub async fn connect(
+        location: S3Location,
+        static_credentials: Option<(String, String)>,
+    ) -> S3Store {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some((access_key, secret)) = static_credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                access_key, secret, None, None, "static",
+            ));
+        }
+        if let Some(region) = &location.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let shared = loader.load().await;
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(location.path_style)
+            // Throttling (503 SlowDown) and transient errors: retried with exponential
+            // backoff and jitter, within this budget.
+            .retry_config(RetryConfig::standard().with_max_attempts(6));
+        if shared.region().is_none() {
+            builder = builder.region(aws_config::Region::new("us-east-1"));
+        }
+        if let Some(endpoint) = &location.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        S3Store {
+            client: Client::from_conf(builder.build()),
+            location,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn full_key(&self, key: &str) -> Result<String, StoreError> {
+        validate_key(key)?;
+        Ok(format!("{}{key}", self.location.prefix))
+    }
+
+    fn strip<'a>(&self, full: &'a str) -> &'a str {
+        full.strip_prefix(self.location.prefix.as_str())
+            .unwrap_or(full)
+    }
+
+    async fn put_small(&self, full: &str, src: &Path) -> Result<(), String> {
+        let body = ByteStream::from_path(src)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.client
+            .put_object()
+            .bucket(&self.location.bucket)
+            .key(full)
+            .body(body)
+            .send()
+            .await
+            .map_err(describe)?;
+        Ok(())
+    }
+
+    async fn put_multipart(&self, full: &str, src: &Path) -> Result<(), String> {
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.location.bucket)
+            .key(full)
+            .send()
+            .await
+            .map_err(describe)?;
+        let upload_id = upload
+            .upload_id()
+            .ok_or("no upload id in the answer")?
+            .to_string();
+        match self.upload_parts(full, &upload_id, src).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Nothing of a failed upload may stay behind.
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.location.bucket)
+                    .key(full)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_parts(&self, full: &str, upload_id: &str, src: &Path) -> Result<(), String> {
+        let mut file = tokio::fs::File::open(src)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut parts = Vec::new();
+        for number in 1.. {
+            let mut buf = Vec::with_capacity(PART_SIZE as usize);
+            (&mut file)
+                .take(PART_SIZE)
+                .read_to_end(&mut buf)
+                .await
+                .map_err(|e| e.to_string())?;
+            if buf.is_empty() && number > 1 {
+                break;
+            }
+            let last = (buf.len() as u64) < PART_SIZE;
+            let part = self
+                .client
+                .upload_part()
+                .bucket(&self.location.bucket)
+                .key(full)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(buf))
+                .send()
+                .await
+                .map_err(describe)?;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(part.e_tag().map(str::to_string))
+                    .build(),
+            );
+            if last {
+                break;
+            }
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.location.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(describe)?;
+        Ok(())
+    }
+}
+
+/// The SDK's error with its causes, for messages. Holds no credentials.
+fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> String {
+    DisplayErrorContext(e).to_string()
+}
+
+fn status<E, R: HasStatus>(e: &SdkError<E, R>) -> Option<u16> {
+    e.raw_response().map(HasStatus::status)
+}
+
+trait HasStatus {
+    fn status(&self) -> u16;
+}
+
+impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+fn backend(key: &str, message: String) -> StoreError {
+    StoreError::Backend {
+        backend: "s3",
+        key: key.to_string(),
+        message,
+    }
+}
+
+fn sdk_error<E: std::error::Error + 'static>(
+    key: &str,
+    e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> StoreError {
+    if status(&e) == Some(404) {
+        return StoreError::NotFound {
+            key: key.to_string(),
+        };
+    }
+    backend(key, describe(e))
+}
+
+fn millis(t: Option<&aws_sdk_s3::primitives::DateTime>) -> i64 {
+    t.and_then(|t| t.to_millis().ok()).unwrap_or(0)
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.location.bucket, self.location.prefix)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
+        if !prefix.is_empty() {
+            validate_key(prefix.trim_end_matches('/'))?;
+        }
+        let full = format!("{}{prefix}", self.location.prefix);
+        let mut listing = Listing::default();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.location.bucket)
+            .prefix(&full)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(prefix, e))?;
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                listing.objects.push(ObjectMeta {
+                    key: self.strip(key).to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    last_modified_ms: millis(o.last_modified()),
+                    etag: o.e_tag().unwrap_or_default().to_string(),
+                });
+            }
+            for p in page.common_prefixes() {
+                if let Some(p) = p.prefix() {
+                    listing.prefixes.push(self.strip(p).to_string());
+                }
+            }
+        }
+        listing.objects.sort_by(|a, b| a.key.cmp(&b.key));
+        listing.prefixes.sort();
+        Ok(listing)
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+        let full = self.full_key(key)?;
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.location.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| sdk_error(key, e))?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size: head.content_length().unwrap_or(0).max(0) as u64,
+            last_modified_ms: millis(head.last_modified()),
+            etag: head.e_tag().unwrap_or_default().to_string(),
+        })
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let full = self.full_key(key)?;
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.location.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| sdk_error(key, e))?;
+        let body = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| backend(key, e.to_string()))?;
+        Ok(body.into_bytes())
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        if range.end <= range.start {
+            return Ok(Bytes::new());
+        }
+        let full = self.full_key(key)?;
+        let answer = self
+            .client
+            .get_object()
+            .bucket(&self.location.bucket)
+            .key(&full)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await;
+        let object = match answer {
+            Ok(o) => o,
+            // 416: the range starts past the end; clamped, that is nothing.
+            Err(e) if status(&e) == Some(416) => return Ok(Bytes::new()),
+            Err(e) => return Err(sdk_error(key, e)),
+        };
+        let body = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| backend(key, e.to_string()))?;
+        Ok(body.into_bytes())
+    }
+
+    async fn get_tail(&self, key: &str, len: u64) -> Result<(Bytes, u64), StoreError> {
+        let full = self.full_key(key)?;
+        let answer = self
+            .client
+            .get_object()
+            .bucket(&self.location.bucket)
+            .key(&full)
+            .range(format!("bytes=-{}", len.max(1)))
+            .send()
+            .await;
+        let object = match answer {
+            Ok(o) => o,
+            // An empty object has no last byte to ask for.
+            Err(e) if status(&e) == Some(416) => return Ok((Bytes::new(), 0)),
+            Err(e) => return Err(sdk_error(key, e)),
+        };
+        // "bytes 90-99/100": the total is after the slash.
+        let total = object
+            .content_range()
+            .and_then(|r| r.rsplit('/').next())
+            .and_then(|t| t.parse::<u64>().ok());
+        let body = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| backend(key, e.to_string()))?;
+        let bytes = body.into_bytes();
+        let total = total.unwrap_or(bytes.len() as u64);
+        Ok((bytes, total))
+    }
+
+    async fn put_file(&self, key: &str, src: &Path) -> Result<ObjectMeta, StoreError> {
+        let full = self.full_key(key)?;
+        let size = tokio::fs::metadata(src)
+            .await
+            .map_err(|e| backend(key, format!("reading {}: {e}", src.display())))?
+            .len();
+        let written = if size <= PART_SIZE {
+            self.put_small(&full, src).await
+        } else {
+            self.put_multipart(&full, src).await
+        };
+        written.map_err(|e| backend(key, e))?;
+        self.head(key).await
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
+        let full = self.full_key(key)?;
+        let answer = self
+            .client
+            .put_object()
+            .bucket(&self.location.bucket)
+            .key(&full)
+            .if_none_match("*")
+            .body(ByteStream::from(data))
+            .send()
+            .await;
+        match answer {
+            Ok(_) => Ok(true),
+            Err(e) if status(&e) == Some(412) => Ok(false),
+            Err(e) => Err(sdk_error(key, e)),
+        }
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Vec<(String, StoreError)> {
+        let mut failed = Vec::new();
+        for batch in keys.chunks(DELETE_BATCH) {
+            let mut ids = Vec::with_capacity(batch.len());
+            for key in batch {
+                match self.full_key(key).and_then(|full| {
+                    ObjectIdentifier::builder()
+                        .key(full)
+                        .build()
+                        .map_err(|e| backend(key, e.to_string()))
+                }) {
+                    Ok(id) => ids.push(id),
+                    Err(e) => failed.push((key.clone(), e)),
+                }
+            }
+            if ids.is_empty() {
+                continue;
+            }
+            let delete = match Delete::builder().set_objects(Some(ids)).quiet(true).build() {
+                Ok(d) => d,
+                Err(e) => {
+                    failed.extend(batch.iter().map(|k| (k.clone(), backend(k, e.to_string()))));
+                    continue;
+                }
+            };
+            match self
+                .client
+                .delete_objects()
+                .bucket(&self.location.bucket)
+                .delete(delete)
+                .send()
+                .await
+            {
+                // A 200 answer can still list keys it did not delete.
+                Ok(out) => {
+                    for e in out.errors() {
+                        let key = self.strip(e.key().unwrap_or_default()).to_string();
+                        let message = format!(
+                            "not deleted: {} {}",
+                            e.code().unwrap_or("?"),
+                            e.message().unwrap_or_default()
+                        );
+                        failed.push((key.clone(), backend(&key, message)));
+                    }
+                }
+                Err(e) => {
+                    let message = describe(e);
+                    failed.extend(
+                        batch
+                            .iter()
+                            .map(|k| (k.clone(), backend(k, message.clone()))),
+                    );
+                }
+            }
+        }
+        failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::moto::MotoServer;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn conformance_on_moto() {
+        let moto = MotoServer::start().unwrap();
+        // At the bucket root, and under a prefix with odd characters.
+        for (bucket, prefix) in [
+            ("conformance-root", ""),
+            ("conformance-prefix", "lake/zone=é 1/"),
+        ] {
+            let store = moto.bucket(bucket, prefix).await.unwrap();
+            crate::store::conformance::run_all(&store).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn large_files_go_up_in_parts_and_come_back_whole() {
+        let moto = MotoServer::start().unwrap();
+        let store = moto.bucket("multipart", "").await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("big");
+        let data: Vec<u8> = (0..(2 * PART_SIZE + 12345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&src, &data).unwrap();
+        let meta = store.put_file("t/big.bin", &src).await.unwrap();
+        assert_eq!(meta.size, data.len() as u64);
+        assert_eq!(
+            store.get("t/big.bin").await.unwrap(),
+            Bytes::from(data.clone())
+        );
+        let (tail, size) = store.get_tail("t/big.bin", 100).await.unwrap();
+        assert_eq!(
+            (tail.as_ref(), size),
+            (&data[data.len() - 100..], data.len() as u64)
+        );
+        // No upload of ours is left open.
+        let open = store
+            .client()
+            .list_multipart_uploads()
+            .bucket("multipart")
+            .send()
+            .await
+            .unwrap();
+        assert!(open.uploads().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn delete_batches_beyond_a_thousand_keys() {
+        let moto = MotoServer::start().unwrap();
+        let store = moto.bucket("many", "").await.unwrap();
+        let keys: Vec<String> = (0..1001).map(|i| format!("d/{i:05}")).collect();
+        for key in &keys {
+            assert!(
+                store
+                    .put_if_absent(key, Bytes::from_static(b"x"))
+                    .await
+                    .unwrap()
+            );
+        }
+        assert_eq!(
+            store.list("d/").await.unwrap().objects.len(),
+            1001,
+            "listing follows pages"
+        );
+        assert!(store.delete_many(&keys).await.is_empty());
+        assert!(store.list("d/").await.unwrap().objects.is_empty());
+    }
+}
