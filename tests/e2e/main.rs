@@ -9,4 +9,5 @@ mod corpus;
 mod drift;
 mod lifecycle;
 mod plugins;
+mod s3;
 mod util;

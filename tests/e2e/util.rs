@@ -119,17 +119,22 @@ impl Warehouse {
     }
 
     pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_compactor"));
-        cmd.arg("--config")
-            .arg(&self.config)
-            .args(["--now", NOW])
-            .args(args);
-        cmd.env_remove("RUST_LOG").env_remove("COMPACTOR_CRASH_AT");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Run(cmd.output().expect("run compactor"))
+        run_compactor(&self.config, args, env)
     }
+}
+
+/// Runs `compactor --config CONFIG --now NOW <args>` with `env` added.
+pub fn run_compactor(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_compactor"));
+    cmd.arg("--config")
+        .arg(config)
+        .args(["--now", NOW])
+        .args(args);
+    cmd.env_remove("RUST_LOG").env_remove("COMPACTOR_CRASH_AT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Run(cmd.output().expect("run compactor"))
 }
 
 pub struct Run(pub Output);
@@ -170,14 +175,14 @@ pub fn rows_in(path: &Path) -> i64 {
         .sum()
 }
 
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     let py = std::env::var_os("COMPACTOR_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python")
         });
     assert!(
-        py.is_file(),
+        py.exists(),
         "no Python with pyarrow at {} (run scripts/test, which creates it)",
         py.display()
     );
@@ -186,17 +191,27 @@ fn python() -> PathBuf {
 
 /// Asks pyarrow whether `output` holds exactly the rows of `inputs`, in order.
 pub fn pyarrow_check(output: &Path, inputs: &[PathBuf]) -> Value {
+    pyarrow_check_with_env(output.as_os_str(), inputs, &[])
+}
+
+/// As [`pyarrow_check`], for any output pyarrow can open (`s3://bucket/key` with `env`).
+pub fn pyarrow_check_with_env(
+    output: &std::ffi::OsStr,
+    inputs: &[PathBuf],
+    env: &[(&str, String)],
+) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/py/check_output.py");
     let out = Command::new(python())
         .arg(script)
         .arg(output)
         .args(inputs)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("run python");
     assert!(
         out.status.success(),
         "pyarrow check of {} failed:\n{}",
-        output.display(),
+        output.to_string_lossy(),
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()

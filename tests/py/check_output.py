@@ -10,6 +10,7 @@ With no INPUT, it only reads and validates OUTPUT.
 INT96 inputs are read as microseconds, as compactor writes them when that is exact.
 """
 import json
+import os
 import sys
 
 import pyarrow as pa
@@ -37,9 +38,26 @@ def same_column(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:
     return False
 
 
+def read_output(output: str) -> pa.Table:
+    """A local path, or s3://bucket/key read through pyarrow's own S3 client pointed at
+    $COMPACTOR_S3_ENDPOINT with the AWS_* credentials from the environment."""
+    if not output.startswith("s3://"):
+        return pq.read_table(output)
+    from pyarrow import fs
+    endpoint = os.environ["COMPACTOR_S3_ENDPOINT"]
+    s3 = fs.S3FileSystem(
+        endpoint_override=endpoint.split("://", 1)[1],
+        scheme=endpoint.split("://", 1)[0],
+        access_key=os.environ["AWS_ACCESS_KEY_ID"],
+        secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+        region="us-east-1",
+    )
+    return pq.read_table(output[len("s3://"):], filesystem=s3)
+
+
 def main() -> None:
     output, inputs = sys.argv[1], sys.argv[2:]
-    out = pq.read_table(output)
+    out = read_output(output)
     out.validate(full=True)
     schema = out.schema.remove_metadata()
     out = out.replace_schema_metadata(None)
