@@ -67,6 +67,16 @@ pub async fn execute(
         for prefix in &table.hot {
             summary.skip("hot", format!("{prefix}: hot (policy), not listed"));
         }
+        // Uploads a killed run left behind (invisible, but billed and counted by S3).
+        let ours = |key: &str| crate::layout::is_output(key);
+        match store
+            .abort_stale_uploads(&table.prefix, cfg.stale_upload_after_ms, &ours)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => summary.recoveries += n as u64,
+            Err(e) => tracing::warn!(table = %table.table, "could not clean up stale uploads: {e}"),
+        }
     }
     // Partitions in parallel, up to the configured bound: the merges themselves run on
     // blocking threads, so this is what puts every core to work.

@@ -66,6 +66,13 @@ pub struct RawMerge {
     /// Partitions merged at once; 0 means one per CPU core.
     #[serde(default)]
     pub parallelism: usize,
+    /// Unfinished uploads of ours older than this were left by a killed run and are removed.
+    #[serde(default = "default_stale_upload_after")]
+    pub stale_upload_after: String,
+}
+
+fn default_stale_upload_after() -> String {
+    "1h".into()
 }
 
 impl Default for RawMerge {
@@ -77,6 +84,7 @@ impl Default for RawMerge {
             batch_rows: default_batch_rows(),
             work_dir: None,
             parallelism: 0,
+            stale_upload_after: default_stale_upload_after(),
         }
     }
 }
@@ -137,6 +145,8 @@ pub struct MergeConfig {
     pub work_dir: PathBuf,
     /// Partitions merged at once (at least 1).
     pub parallelism: usize,
+    /// Age after which an unfinished upload of ours counts as abandoned, in milliseconds.
+    pub stale_upload_after_ms: i64,
 }
 
 impl Default for MergeConfig {
@@ -148,6 +158,7 @@ impl Default for MergeConfig {
             batch_rows: default_batch_rows(),
             work_dir: std::env::temp_dir(),
             parallelism: cpu_count(),
+            stale_upload_after_ms: 3_600_000,
         }
     }
 }
@@ -236,6 +247,15 @@ impl Config {
                 0 => cpu_count(),
                 n => n,
             },
+            stale_upload_after_ms: compactor_plugin_sdk::parse_duration_ms(
+                &raw.merge.stale_upload_after,
+            )
+            .map_err(|e| {
+                fail(format!(
+                    "[merge] stale_upload_after = {:?}: {e}",
+                    raw.merge.stale_upload_after
+                ))
+            })?,
         };
 
         if raw.tables.is_empty() {

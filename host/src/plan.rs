@@ -21,6 +21,8 @@ pub struct CompactionPlan {
 #[derive(Debug, Clone, Serialize)]
 pub struct TablePlan {
     pub table: String,
+    /// The table's prefix in the store.
+    pub prefix: String,
     pub plugin: String,
     /// Prefixes the policy called hot, not listed.
     pub hot: Vec<String>,
@@ -100,6 +102,7 @@ async fn call_policy<R: Send + 'static>(
 async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TablePlan {
     let mut out = TablePlan {
         table: table.name.clone(),
+        prefix: table.prefix.clone(),
         plugin: format!("{} {}", table.plugin.name, table.plugin.version),
         hot: Vec::new(),
         partitions: Vec::new(),

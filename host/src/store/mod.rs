@@ -91,6 +91,19 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Deletes the keys; missing keys count as deleted. Returns the keys that failed, with why.
     async fn delete_many(&self, keys: &[String]) -> Vec<(String, StoreError)>;
+
+    /// Removes unfinished uploads under `prefix` that `is_ours` claims and that were started
+    /// more than `older_than_ms` ago (a killed run leaves them; younger ones may still be in
+    /// flight). Returns how many were removed. Backends whose writes leave nothing behind do
+    /// nothing.
+    async fn abort_stale_uploads(
+        &self,
+        _prefix: &str,
+        _older_than_ms: i64,
+        _is_ours: &(dyn for<'k> Fn(&'k str) -> bool + Sync),
+    ) -> Result<usize, StoreError> {
+        Ok(0)
+    }
 }
 
 /// Checks that `key` is a plain relative path: no empty, `.` or `..` segments.

@@ -409,6 +409,61 @@ impl Store for S3Store {
         }
     }
 
+    async fn abort_stale_uploads(
+        &self,
+        prefix: &str,
+        older_than_ms: i64,
+        is_ours: &(dyn for<'k> Fn(&'k str) -> bool + Sync),
+    ) -> Result<usize, StoreError> {
+        let full = format!("{}{prefix}", self.location.prefix);
+        let cutoff = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+            - older_than_ms;
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        let mut aborted = 0;
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.location.bucket)
+                .prefix(&full)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send()
+                .await
+                .map_err(|e| sdk_error(prefix, e))?;
+            for upload in page.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                let key = self.strip(key);
+                // An upload whose start is unknown may be in flight: leave it.
+                let started = upload.initiated().and_then(|t| t.to_millis().ok());
+                if !is_ours(key) || started.is_none_or(|t| t > cutoff) {
+                    tracing::debug!(file = %key, ?started, cutoff, "upload left alone");
+                    continue;
+                }
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.location.bucket)
+                    .key(format!("{}{key}", self.location.prefix))
+                    .upload_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(key, e))?;
+                tracing::info!(file = %key, "aborted an upload left by an earlier run");
+                aborted += 1;
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok(aborted);
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+        }
+    }
+
     async fn delete_many(&self, keys: &[String]) -> Vec<(String, StoreError)> {
         let mut failed = Vec::new();
         for batch in keys.chunks(DELETE_BATCH) {
@@ -516,6 +571,52 @@ mod tests {
             .await
             .unwrap();
         assert!(open.uploads().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn stale_uploads_of_ours_are_aborted_others_kept() {
+        let moto = MotoServer::start().unwrap();
+        let store = moto.bucket("stale", "root/").await.unwrap();
+        for key in [
+            "root/t/p/compacted-abc.parquet",
+            "root/t/p/someone-elses.parquet",
+        ] {
+            store
+                .client()
+                .create_multipart_upload()
+                .bucket("stale")
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        }
+        let ours = |k: &str| crate::layout::is_output(k);
+        // Younger than the threshold: left alone, it may be in flight. (moto dates every upload
+        // 2010-11-10, so "young" here means a threshold of 40 years.)
+        let forty_years_ms = 40 * 365 * 86_400_000;
+        assert_eq!(
+            store
+                .abort_stale_uploads("t/", forty_years_ms, &ours)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .abort_stale_uploads("t/", 3_600_000, &ours)
+                .await
+                .unwrap(),
+            1
+        );
+        let left = store
+            .client()
+            .list_multipart_uploads()
+            .bucket("stale")
+            .send()
+            .await
+            .unwrap();
+        let keys: Vec<_> = left.uploads().iter().filter_map(|u| u.key()).collect();
+        assert_eq!(keys, ["root/t/p/someone-elses.parquet"]);
     }
 
     #[tokio::test(flavor = "multi_thread")]
