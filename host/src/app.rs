@@ -96,10 +96,15 @@ impl App {
 
     pub async fn run_once(&self, now_ms: i64) -> RunSummary {
         let start = std::time::Instant::now();
+        let before = self.store.request_counts().unwrap_or_default();
         let plan = self.plan(now_ms).await;
         let mut summary =
             crate::compact::execute(self.store.clone(), &plan, &self.config.merge).await;
         summary.elapsed = start.elapsed();
+        summary.requests = self
+            .store
+            .request_counts()
+            .map(|after| after.since(&before));
         summary
     }
 }

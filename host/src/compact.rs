@@ -308,17 +308,19 @@ async fn commit_set(
         std::process::exit(86);
     }
 
-    // Delete exactly the inputs that are unchanged since they were read.
+    // Delete exactly the inputs that are unchanged since they were read. One listing of the
+    // partition answers for all of them (one request per 1000 keys, not one per file).
+    let now = store.list(prefix).await?.objects;
     let mut unchanged = Vec::new();
     for meta in &metas {
-        match store.head(&meta.key).await {
-            Ok(now) if now.size == meta.size && now.etag == meta.etag => {
+        match now.iter().find(|o| o.key == meta.key) {
+            Some(o) if o.size == meta.size && o.etag == meta.etag => {
                 unchanged.push(meta.key.clone())
             }
-            Ok(_) => tracing::warn!(file = %meta.key, "changed while being merged; left in place"),
-            Err(e) => {
-                tracing::warn!(file = %meta.key, "cannot check before deleting ({e}); left in place")
+            Some(_) => {
+                tracing::warn!(file = %meta.key, "changed while being merged; left in place")
             }
+            None => tracing::warn!(file = %meta.key, "gone before it could be deleted"),
         }
     }
     let failed = store.delete_many(&unchanged).await;

@@ -26,6 +26,8 @@ pub struct RunSummary {
     pub failures: Vec<String>,
     #[serde(serialize_with = "as_secs")]
     pub elapsed: Duration,
+    /// Requests sent to the store during the run, where the backend counts them (S3).
+    pub requests: Option<crate::store::RequestCounts>,
 }
 
 fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -123,6 +125,17 @@ impl fmt::Display for RunSummary {
                 "recovered:  {} unfinished commit(s) of an earlier run",
                 self.recoveries
             )?;
+        }
+        if let Some(r) = &self.requests {
+            write!(f, "requests:   {r}")?;
+            if self.partitions_compacted > 0 {
+                write!(
+                    f,
+                    " ({:.1} per compacted partition)",
+                    r.total() as f64 / self.partitions_compacted as f64
+                )?;
+            }
+            writeln!(f)?;
         }
         writeln!(f, "time:       {:.2}s", self.elapsed.as_secs_f64())?;
         for line in &self.skipped {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use compactor::store::moto::{MotoServer, TEST_ACCESS_KEY, TEST_SECRET_KEY};
 use compactor::store::{S3Store, Store};
+use futures::StreamExt;
 use serde_json::Value;
 
 use crate::util::*;
@@ -197,4 +198,56 @@ fn the_secret_key_is_never_printed() {
             "part of the secret appeared in {args:?}"
         );
     }
+}
+
+/// A partition of 1,000 small files: compacted into one, every row kept, and the S3 requests
+/// stay at about two GETs per input (footer, data) plus a handful for the whole partition.
+#[test]
+fn a_thousand_file_partition_costs_two_gets_per_file() {
+    let w = S3Warehouse::new();
+    let n = 1000;
+    let src = corpus("datapage_v2.snappy.parquet");
+    let prefix = cold(4);
+    w.rt.block_on(async {
+        let puts = (0..n).map(|i| {
+            let key = format!("{prefix}part-{i:05}.parquet");
+            let (store, src) = (&w.store, &src);
+            async move { store.put_file(&key, src).await.unwrap() }
+        });
+        futures::stream::iter(puts)
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+    });
+    assert_eq!(w.files(&prefix).len(), n);
+
+    let run = w.run(&["once"], &[]);
+    run.expect_code(0);
+    let out = run.stdout();
+    let outputs = w.outputs(&prefix);
+    assert_eq!(w.files(&prefix), outputs, "{out}");
+    assert_eq!(
+        w.assert_same_rows(&outputs[0], &vec![src.clone(); n])["rows"],
+        5 * n
+    );
+
+    let requests = out
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .expect("request line");
+    eprintln!("{n}-file partition: {requests}");
+    let number = |kind: &str| -> usize {
+        let before = requests.split(&format!(" {kind}")).next().unwrap();
+        before
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(number("GET") <= 2 * n + 5, "{requests}");
+    assert!(number("LIST") <= 10, "{requests}");
+    assert!(number("HEAD") <= 5, "{requests}");
+    assert_eq!(number("PUT"), 1, "{requests}");
+    assert_eq!(number("DELETE"), 1, "one DeleteObjects batch: {requests}");
 }

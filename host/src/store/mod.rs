@@ -54,6 +54,44 @@ pub enum StoreError {
     },
 }
 
+/// Requests a backend sent, by kind (S3 bills and throttles per request).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestCounts {
+    pub list: u64,
+    pub head: u64,
+    pub get: u64,
+    /// Single PUTs and multipart parts (create and complete included).
+    pub put: u64,
+    pub delete: u64,
+}
+
+impl RequestCounts {
+    /// The requests sent after `earlier` was taken.
+    pub fn since(&self, earlier: &RequestCounts) -> RequestCounts {
+        RequestCounts {
+            list: self.list - earlier.list,
+            head: self.head - earlier.head,
+            get: self.get - earlier.get,
+            put: self.put - earlier.put,
+            delete: self.delete - earlier.delete,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.list + self.head + self.get + self.put + self.delete
+    }
+}
+
+impl std::fmt::Display for RequestCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} LIST, {} HEAD, {} GET, {} PUT, {} DELETE",
+            self.list, self.head, self.get, self.put, self.delete
+        )
+    }
+}
+
 /// An object store.
 ///
 /// Guarantees every backend gives (checked by [`conformance`]):
@@ -91,6 +129,11 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Deletes the keys; missing keys count as deleted. Returns the keys that failed, with why.
     async fn delete_many(&self, keys: &[String]) -> Vec<(String, StoreError)>;
+
+    /// Requests sent so far, for backends that count them.
+    fn request_counts(&self) -> Option<RequestCounts> {
+        None
+    }
 
     /// Removes unfinished uploads under `prefix` that `is_ours` claims and that were started
     /// more than `older_than_ms` ago (a killed run leaves them; younger ones may still be in

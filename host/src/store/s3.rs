@@ -23,7 +23,9 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectI
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-use super::{Listing, ObjectMeta, Store, StoreError, validate_key};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Listing, ObjectMeta, RequestCounts, Store, StoreError, validate_key};
 
 /// Multipart part size, and the largest object written with a single PUT.
 pub const PART_SIZE: u64 = 16 << 20;
@@ -44,10 +46,25 @@ pub struct S3Location {
     pub path_style: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct S3Store {
     client: Client,
     location: S3Location,
+    counts: Counters,
+}
+
+/// Requests sent, by kind (see [`RequestCounts`]).
+#[derive(Debug, Default)]
+struct Counters {
+    list: AtomicU64,
+    head: AtomicU64,
+    get: AtomicU64,
+    put: AtomicU64,
+    delete: AtomicU64,
+}
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 impl S3Store {
@@ -81,6 +98,7 @@ impl S3Store {
         S3Store {
             client: Client::from_conf(builder.build()),
             location,
+            counts: Counters::default(),
         }
     }
 
@@ -102,6 +120,7 @@ impl S3Store {
         let body = ByteStream::from_path(src)
             .await
             .map_err(|e| e.to_string())?;
+        count(&self.counts.put);
         self.client
             .put_object()
             .bucket(&self.location.bucket)
@@ -114,6 +133,7 @@ impl S3Store {
     }
 
     async fn put_multipart(&self, full: &str, src: &Path) -> Result<(), String> {
+        count(&self.counts.put);
         let upload = self
             .client
             .create_multipart_upload()
@@ -159,6 +179,7 @@ impl S3Store {
                 break;
             }
             let last = (buf.len() as u64) < PART_SIZE;
+            count(&self.counts.put);
             let part = self
                 .client
                 .upload_part()
@@ -180,6 +201,7 @@ impl S3Store {
                 break;
             }
         }
+        count(&self.counts.put);
         self.client
             .complete_multipart_upload()
             .bucket(&self.location.bucket)
@@ -261,6 +283,7 @@ impl Store for S3Store {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
+            count(&self.counts.list);
             let page = page.map_err(|e| sdk_error(prefix, e))?;
             for o in page.contents() {
                 let Some(key) = o.key() else { continue };
@@ -284,6 +307,7 @@ impl Store for S3Store {
 
     async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
         let full = self.full_key(key)?;
+        count(&self.counts.head);
         let head = self
             .client
             .head_object()
@@ -302,6 +326,7 @@ impl Store for S3Store {
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
         let full = self.full_key(key)?;
+        count(&self.counts.get);
         let object = self
             .client
             .get_object()
@@ -323,6 +348,7 @@ impl Store for S3Store {
             return Ok(Bytes::new());
         }
         let full = self.full_key(key)?;
+        count(&self.counts.get);
         let answer = self
             .client
             .get_object()
@@ -347,6 +373,7 @@ impl Store for S3Store {
 
     async fn get_tail(&self, key: &str, len: u64) -> Result<(Bytes, u64), StoreError> {
         let full = self.full_key(key)?;
+        count(&self.counts.get);
         let answer = self
             .client
             .get_object()
@@ -393,6 +420,7 @@ impl Store for S3Store {
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
         let full = self.full_key(key)?;
+        count(&self.counts.put);
         let answer = self
             .client
             .put_object()
@@ -407,6 +435,18 @@ impl Store for S3Store {
             Err(e) if status(&e) == Some(412) => Ok(false),
             Err(e) => Err(sdk_error(key, e)),
         }
+    }
+
+    fn request_counts(&self) -> Option<RequestCounts> {
+        let c = &self.counts;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Some(RequestCounts {
+            list: get(&c.list),
+            head: get(&c.head),
+            get: get(&c.get),
+            put: get(&c.put),
+            delete: get(&c.delete),
+        })
     }
 
     async fn abort_stale_uploads(
@@ -489,6 +529,7 @@ impl Store for S3Store {
                     continue;
                 }
             };
+            count(&self.counts.delete);
             match self
                 .client
                 .delete_objects()
