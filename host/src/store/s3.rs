@@ -116,6 +116,37 @@ impl S3Store {
             .unwrap_or(full)
     }
 
+    /// One GET, ranged when `range` (an HTTP Range header value) is given. Returns the body and
+    /// the Content-Range answer, or `None` when the range lies past the end (416).
+    async fn fetch(
+        &self,
+        key: &str,
+        range: Option<String>,
+    ) -> Result<Option<(Bytes, Option<String>)>, StoreError> {
+        let full = self.full_key(key)?;
+        count(&self.counts.get);
+        let answer = self
+            .client
+            .get_object()
+            .bucket(&self.location.bucket)
+            .key(&full)
+            .set_range(range)
+            .send()
+            .await;
+        let object = match answer {
+            Ok(o) => o,
+            Err(e) if status(&e) == Some(416) => return Ok(None),
+            Err(e) => return Err(sdk_error(key, e)),
+        };
+        let content_range = object.content_range().map(str::to_string);
+        let body = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| backend(key, e.to_string()))?;
+        Ok(Some((body.into_bytes(), content_range)))
+    }
+
     async fn put_small(&self, full: &str, src: &Path) -> Result<(), String> {
         let body = ByteStream::from_path(src)
             .await
@@ -325,81 +356,39 @@ impl Store for S3Store {
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        let full = self.full_key(key)?;
-        count(&self.counts.get);
-        let object = self
-            .client
-            .get_object()
-            .bucket(&self.location.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| sdk_error(key, e))?;
-        let body = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| backend(key, e.to_string()))?;
-        Ok(body.into_bytes())
+        Ok(self
+            .fetch(key, None)
+            .await?
+            .map(|(b, _)| b)
+            .unwrap_or_default())
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         if range.end <= range.start {
             return Ok(Bytes::new());
         }
-        let full = self.full_key(key)?;
-        count(&self.counts.get);
-        let answer = self
-            .client
-            .get_object()
-            .bucket(&self.location.bucket)
-            .key(&full)
-            .range(format!("bytes={}-{}", range.start, range.end - 1))
-            .send()
-            .await;
-        let object = match answer {
-            Ok(o) => o,
-            // 416: the range starts past the end; clamped, that is nothing.
-            Err(e) if status(&e) == Some(416) => return Ok(Bytes::new()),
-            Err(e) => return Err(sdk_error(key, e)),
-        };
-        let body = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| backend(key, e.to_string()))?;
-        Ok(body.into_bytes())
+        let header = format!("bytes={}-{}", range.start, range.end - 1);
+        Ok(self
+            .fetch(key, Some(header))
+            .await?
+            .map(|(b, _)| b)
+            .unwrap_or_default())
     }
 
     async fn get_tail(&self, key: &str, len: u64) -> Result<(Bytes, u64), StoreError> {
-        let full = self.full_key(key)?;
-        count(&self.counts.get);
-        let answer = self
-            .client
-            .get_object()
-            .bucket(&self.location.bucket)
-            .key(&full)
-            .range(format!("bytes=-{}", len.max(1)))
-            .send()
-            .await;
-        let object = match answer {
-            Ok(o) => o,
-            // An empty object has no last byte to ask for.
-            Err(e) if status(&e) == Some(416) => return Ok((Bytes::new(), 0)),
-            Err(e) => return Err(sdk_error(key, e)),
+        // An empty object has no last byte to ask for: 416, nothing.
+        let Some((bytes, content_range)) = self
+            .fetch(key, Some(format!("bytes=-{}", len.max(1))))
+            .await?
+        else {
+            return Ok((Bytes::new(), 0));
         };
         // "bytes 90-99/100": the total is after the slash.
-        let total = object
-            .content_range()
+        let total = content_range
+            .as_deref()
             .and_then(|r| r.rsplit('/').next())
-            .and_then(|t| t.parse::<u64>().ok());
-        let body = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| backend(key, e.to_string()))?;
-        let bytes = body.into_bytes();
-        let total = total.unwrap_or(bytes.len() as u64);
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(bytes.len() as u64);
         Ok((bytes, total))
     }
 
