@@ -294,8 +294,8 @@ async fn commit_set(
     let ((), merged) = tokio::join!(fetch, merge);
     let stats = merged.map_err(|e| MergeError::Write(format!("merge task failed: {e}")))??;
 
-    store.put_file(&output, spool.path()).await?;
-    if let Err(reason) = journal::verify_output(store, &output, &journal).await {
+    let uploaded = store.put_file(&output, spool.path()).await?;
+    if let Err(reason) = journal::verify_output(store, &uploaded, &journal).await {
         // Roll back: the inputs stay, the bad output goes.
         let _ = store.delete_many(std::slice::from_ref(&output)).await;
         return Err(MergeError::Write(format!(

@@ -75,9 +75,15 @@ pub fn output_key(partition_prefix: &str, inputs: &[ObjectMeta]) -> String {
     format!("{partition_prefix}{OUTPUT_PREFIX}{hex}.parquet")
 }
 
-/// Reads `key`'s footer back and checks it holds `journal` and the journal's row count.
-pub async fn verify_output(store: &dyn Store, key: &str, journal: &Journal) -> Result<(), String> {
-    let md = read_metadata(store, key).await.map_err(|e| e.to_string())?;
+/// Reads the output's footer back and checks it holds `journal` and the journal's row count.
+pub async fn verify_output(
+    store: &dyn Store,
+    output: &ObjectMeta,
+    journal: &Journal,
+) -> Result<(), String> {
+    let md = read_metadata(store, output)
+        .await
+        .map_err(|e| e.to_string())?;
     check_footer(&md, journal)
 }
 
@@ -119,7 +125,7 @@ pub enum Recovery {
 pub async fn detect(store: &dyn Store, files: &[ObjectMeta]) -> Vec<Recovery> {
     let mut found = Vec::new();
     for output in files.iter().filter(|f| is_output(&f.key)) {
-        let md = match read_metadata(store, &output.key).await {
+        let md = match read_metadata(store, output).await {
             Ok(md) => md,
             Err(e) => {
                 tracing::warn!(file = %output.key, "cannot read a merged file's footer, leaving it: {e}");

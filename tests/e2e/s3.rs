@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use compactor::store::moto::{MotoServer, TEST_ACCESS_KEY, TEST_SECRET_KEY};
+use compactor::store::test_server::{TEST_ACCESS_KEY, TEST_SECRET_KEY, TestS3Server};
 use compactor::store::{S3Store, Store};
 use futures::StreamExt;
 use serde_json::Value;
@@ -16,7 +16,7 @@ const BUCKET: &str = "lake";
 const ROOT: &str = "warehouse/";
 
 struct S3Warehouse {
-    moto: MotoServer,
+    moto: TestS3Server,
     rt: tokio::runtime::Runtime,
     store: S3Store,
     _dir: tempfile::TempDir,
@@ -26,7 +26,7 @@ struct S3Warehouse {
 impl S3Warehouse {
     fn new() -> S3Warehouse {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let moto = MotoServer::start().unwrap();
+        let moto = TestS3Server::moto().unwrap();
         let store = rt.block_on(moto.bucket(BUCKET, ROOT)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");

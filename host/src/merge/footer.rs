@@ -33,9 +33,17 @@ fn unreadable(key: &str, reason: impl Into<String>) -> MergeError {
     }
 }
 
-/// Reads and decodes the footer of `key`, in one request when it is small.
-pub async fn read_metadata(store: &dyn Store, key: &str) -> Result<ParquetMetaData, MergeError> {
-    let (tail, size) = store.get_tail(key, FOOTER_GUESS).await?;
+/// Reads and decodes the footer of an object, in one request when it is small: a bounded
+/// range over its last bytes (its size is known from the listing, so no suffix range is
+/// needed; some S3-compatible servers fail a suffix range longer than the object).
+pub async fn read_metadata(
+    store: &dyn Store,
+    meta: &ObjectMeta,
+) -> Result<ParquetMetaData, MergeError> {
+    let (key, size) = (meta.key.as_str(), meta.size);
+    let tail = store
+        .get_range(key, size.saturating_sub(FOOTER_GUESS)..size)
+        .await?;
     let footer_len = footer_length(key, &tail, size)?;
     let metadata_bytes = if footer_len + 8 <= tail.len() as u64 {
         tail.slice(tail.len() - 8 - footer_len as usize..tail.len() - 8)
@@ -62,7 +70,7 @@ pub async fn read_input(
     max_row_group_bytes: u64,
 ) -> Result<InputFile, MergeError> {
     let key = meta.key.as_str();
-    let metadata = read_metadata(store, key).await?;
+    let metadata = read_metadata(store, meta).await?;
     let metadata = with_true_row_count(key, metadata)?;
     let rows = metadata.file_metadata().num_rows() as u64;
     for (i, rg) in metadata.row_groups().iter().enumerate() {

@@ -208,12 +208,6 @@ impl Store for LocalStore {
         .await
     }
 
-    async fn get_tail(&self, key: &str, len: u64) -> Result<(Bytes, u64), StoreError> {
-        let size = self.head(key).await?.size;
-        let bytes = self.get_range(key, size.saturating_sub(len)..size).await?;
-        Ok((bytes, size))
-    }
-
     async fn put_file(&self, key: &str, src: &Path) -> Result<ObjectMeta, StoreError> {
         let dest = self.path(key)?;
         let tmp = self.temp_path()?;

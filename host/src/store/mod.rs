@@ -13,8 +13,8 @@ use bytes::Bytes;
 #[cfg(test)]
 pub mod conformance;
 pub mod local;
-pub mod moto;
 pub mod s3;
+pub mod test_server;
 
 pub use local::LocalStore;
 pub use s3::{S3Location, S3Store};
@@ -115,10 +115,6 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Bytes `range` of the object (clamped to its end).
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError>;
-
-    /// The last `len` bytes (fewer if the object is smaller) and the object's total size, in
-    /// one request where the backend allows: how Parquet footers are read.
-    async fn get_tail(&self, key: &str, len: u64) -> Result<(Bytes, u64), StoreError>;
 
     /// Writes the local file `src` to `key`, replacing any object there. Readers see the old
     /// object or the new one, never a partial one.
