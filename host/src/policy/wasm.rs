@@ -56,6 +56,8 @@ impl WasiView for HostState {
 pub struct PluginEngine {
     engine: Engine,
     linker: Linker<HostState>,
+    /// Compiled components by content hash: tables sharing a plugin compile it once.
+    compiled: std::sync::Mutex<std::collections::HashMap<[u8; 32], Component>>,
 }
 
 impl PluginEngine {
@@ -71,7 +73,30 @@ impl PluginEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(fail)?;
         v0_1_0::add_to_linker(&mut linker).map_err(fail)?;
-        Ok(PluginEngine { engine, linker })
+        Ok(PluginEngine {
+            engine,
+            linker,
+            compiled: Default::default(),
+        })
+    }
+
+    /// Compiles `bytes`, or returns the component compiled earlier from the same bytes.
+    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        use sha2::{Digest, Sha256};
+        let hash: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(c) = self
+            .compiled
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&hash).cloned())
+        {
+            return Ok(c);
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        if let Ok(mut m) = self.compiled.lock() {
+            m.insert(hash, component.clone());
+        }
+        Ok(component)
     }
 }
 
@@ -112,7 +137,8 @@ impl PolicyPlugin {
             origin: origin.to_string(),
             reason,
         };
-        let component = Component::new(&engine.engine, bytes)
+        let component = engine
+            .compile(bytes)
             .map_err(|e| fail(format!("not a valid WebAssembly component: {e:#}")))?;
         let exported = exported_policy_version(&engine.engine, &component);
         match exported.as_deref() {
