@@ -146,7 +146,7 @@ async fn execute_partition(
             summary.fail(format!("{prefix}: {error}"));
         }
         Action::Compact { groups } => {
-            let mut merged_any = false;
+            let (mut merged_any, mut failed_any) = (false, false);
             for group in groups {
                 progress.set_message(prefix.to_string());
                 match execute_group(store, prefix, group, cfg, progress, crash).await {
@@ -166,14 +166,19 @@ async fn execute_partition(
                         }
                     }
                     Err(e) => {
-                        tracing::error!("group of {} files refused: {e}", group.inputs.len());
-                        summary.fail(format!("{prefix}: {e}; its files were left in place"));
+                        failed_any = true;
+                        tracing::error!("group of {} files: {e}", group.inputs.len());
+                        let left = match e {
+                            MergeError::NotDeleted { .. } => "",
+                            _ => "; its files were left in place",
+                        };
+                        summary.fail(format!("{prefix}: {e}{left}"));
                     }
                 }
             }
             if merged_any {
                 summary.partitions_compacted += 1;
-            } else {
+            } else if !failed_any {
                 *summary
                     .partitions_skipped
                     .entry("schema".into())
@@ -325,9 +330,12 @@ async fn commit_set(
     }
     let failed = store.delete_many(&unchanged).await;
     if let Some((key, e)) = failed.first() {
-        return Err(MergeError::Write(format!(
-            "merged into {output}, but deleting {key} failed ({e}); the next run finishes it"
-        )));
+        return Err(MergeError::NotDeleted {
+            output,
+            key: key.clone(),
+            reason: e.reason(),
+            count: failed.len(),
+        });
     }
     Ok(stats)
 }

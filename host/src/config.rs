@@ -42,6 +42,14 @@ pub struct RawStore {
     /// S3 only: path-style addressing, which most S3-compatible stores need.
     #[serde(default)]
     pub path_style: bool,
+    /// S3 only: attempts per request, the first included, for throttling (503 SlowDown),
+    /// server errors and dropped connections (default 6).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// S3 only: the first retry's backoff ceiling; it doubles each retry up to 20 s, with
+    /// full jitter (default "1s").
+    #[serde(default)]
+    pub retry_backoff: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -353,16 +361,37 @@ fn parse_store(raw: &RawStore, base: &Path) -> Result<StoreConfig, String> {
                 "[store] endpoint = {endpoint:?}: expected http://HOST:PORT or https://HOST"
             ));
         }
+        let max_attempts = raw.max_attempts.unwrap_or(6);
+        if max_attempts == 0 {
+            return Err("[store] max_attempts = 0: at least 1 (the first attempt)".into());
+        }
+        let retry_backoff_ms = match &raw.retry_backoff {
+            None => 1000,
+            Some(text) => compactor_plugin_sdk::parse_duration_ms(text)
+                .map(|ms| ms.max(0) as u64)
+                .map_err(|e| format!("[store] retry_backoff = {text:?}: {e}"))?,
+        };
         return Ok(StoreConfig::S3(crate::store::S3Location {
             bucket: bucket.to_string(),
             prefix,
             region: raw.region.clone(),
             endpoint: raw.endpoint.clone(),
             path_style: raw.path_style,
+            max_attempts,
+            retry_backoff_ms,
         }));
     }
-    if raw.region.is_some() || raw.endpoint.is_some() || raw.path_style {
-        return Err("[store] region, endpoint and path_style apply to s3:// stores only".into());
+    if raw.region.is_some()
+        || raw.endpoint.is_some()
+        || raw.path_style
+        || raw.max_attempts.is_some()
+        || raw.retry_backoff.is_some()
+    {
+        return Err(
+            "[store] region, endpoint, path_style, max_attempts and retry_backoff apply to \
+             s3:// stores only"
+                .into(),
+        );
     }
     if let Some(rest) = url.strip_prefix("file://") {
         if rest.is_empty() {
@@ -525,6 +554,8 @@ min_files = 2
                 region: None,
                 endpoint: Some("http://127.0.0.1:9000".into()),
                 path_style: true,
+                max_attempts: 6,
+                retry_backoff_ms: 1000,
             })
         );
     }

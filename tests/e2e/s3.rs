@@ -1,9 +1,11 @@
-//! The same compaction on S3: a real moto server on 127.0.0.1 per test, the real binary with
-//! credentials from the environment (the standard AWS chain), outputs read back by pyarrow's
-//! own S3 client.
+//! The same compaction on S3: a real S3-compatible server on 127.0.0.1 per test (moto, or
+//! s3s-fs), the real binary with credentials from the environment (the standard AWS chain),
+//! outputs read back by pyarrow's own S3 client. Faults are met on the wire: the binary talks
+//! to the server through a [`FaultProxy`].
 
 use std::path::{Path, PathBuf};
 
+use compactor::store::fault_proxy::{Fault, FaultProxy, Rule};
 use compactor::store::test_server::{TEST_ACCESS_KEY, TEST_SECRET_KEY, TestS3Server};
 use compactor::store::{S3Store, Store};
 use futures::StreamExt;
@@ -16,18 +18,37 @@ const BUCKET: &str = "lake";
 const ROOT: &str = "warehouse/";
 
 struct S3Warehouse {
-    moto: TestS3Server,
+    server: TestS3Server,
+    /// Between the binary and the server when the test injects faults.
+    proxy: Option<FaultProxy>,
     rt: tokio::runtime::Runtime,
+    /// Talks to the server directly, never through the proxy.
     store: S3Store,
     _dir: tempfile::TempDir,
     config: PathBuf,
 }
 
 impl S3Warehouse {
+    /// On moto, the most complete S3 API.
     fn new() -> S3Warehouse {
+        S3Warehouse::on(TestS3Server::moto().unwrap(), false)
+    }
+
+    /// On s3s-fs, which checks signatures and checksums.
+    fn on_s3s_fs() -> S3Warehouse {
+        S3Warehouse::on(TestS3Server::s3s_fs().unwrap(), false)
+    }
+
+    /// On moto, the binary talking to it through a [`FaultProxy`].
+    fn behind_proxy() -> S3Warehouse {
+        S3Warehouse::on(TestS3Server::moto().unwrap(), true)
+    }
+
+    fn on(server: TestS3Server, with_proxy: bool) -> S3Warehouse {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let moto = TestS3Server::moto().unwrap();
-        let store = rt.block_on(moto.bucket(BUCKET, ROOT)).unwrap();
+        let store = rt.block_on(server.bucket(BUCKET, ROOT)).unwrap();
+        let proxy = with_proxy.then(|| FaultProxy::start(&server.endpoint).unwrap());
+        let endpoint = proxy.as_ref().map_or(&server.endpoint, |p| &p.endpoint);
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
         std::fs::write(
@@ -36,25 +57,30 @@ impl S3Warehouse {
                 r#"[store]
 url = "s3://{BUCKET}/{ROOT}"
 region = "us-east-1"
-endpoint = "{}"
+endpoint = "{endpoint}"
 path_style = true
+retry_backoff = "50ms"
 [merge]
 work_dir = "work"
 [[tables]]
 name = "events"
 prefix = "events/"
-"#,
-                moto.endpoint
+"#
             ),
         )
         .unwrap();
         S3Warehouse {
-            moto,
+            server,
+            proxy,
             rt,
             store,
             _dir: dir,
             config,
         }
+    }
+
+    fn proxy(&self) -> &FaultProxy {
+        self.proxy.as_ref().expect("a warehouse behind the proxy")
     }
 
     fn put(&self, key: &str, src: &Path) {
@@ -101,7 +127,7 @@ prefix = "events/"
             std::ffi::OsStr::new(&url),
             inputs,
             &[
-                ("COMPACTOR_S3_ENDPOINT", self.moto.endpoint.clone()),
+                ("COMPACTOR_S3_ENDPOINT", self.server.endpoint.clone()),
                 ("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY.into()),
                 ("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY.into()),
             ],
@@ -112,8 +138,16 @@ prefix = "events/"
 }
 
 #[test]
-fn compacts_cold_partitions_on_s3_and_leaves_the_hot_hour() {
-    let w = S3Warehouse::new();
+fn compacts_cold_partitions_on_moto_and_leaves_the_hot_hour() {
+    compacts_cold_partitions_and_leaves_the_hot_hour(S3Warehouse::new());
+}
+
+#[test]
+fn compacts_cold_partitions_on_s3s_fs_and_leaves_the_hot_hour() {
+    compacts_cold_partitions_and_leaves_the_hot_hour(S3Warehouse::on_s3s_fs());
+}
+
+fn compacts_cold_partitions_and_leaves_the_hot_hour(w: S3Warehouse) {
     let inputs = [
         corpus("alltypes_plain.parquet"),
         corpus("alltypes_dictionary.parquet"),
@@ -144,8 +178,16 @@ fn compacts_cold_partitions_on_s3_and_leaves_the_hot_hour() {
 }
 
 #[test]
-fn crash_between_upload_and_delete_is_finished_on_s3() {
-    let w = S3Warehouse::new();
+fn crash_between_upload_and_delete_is_finished_on_moto() {
+    crash_between_upload_and_delete_is_finished(S3Warehouse::new());
+}
+
+#[test]
+fn crash_between_upload_and_delete_is_finished_on_s3s_fs() {
+    crash_between_upload_and_delete_is_finished(S3Warehouse::on_s3s_fs());
+}
+
+fn crash_between_upload_and_delete_is_finished(w: S3Warehouse) {
     let inputs = vec![corpus("datapage_v2.snappy.parquet"); 3];
     for (i, src) in inputs.iter().enumerate() {
         w.put(&format!("{}part-{i}.parquet", cold(1)), src);
@@ -250,4 +292,202 @@ fn a_thousand_file_partition_costs_two_gets_per_file() {
     assert!(number("HEAD") <= 5, "{requests}");
     assert_eq!(number("PUT"), 1, "{requests}");
     assert_eq!(number("DELETE"), 1, "one DeleteObjects batch: {requests}");
+}
+
+/// The URL path form of a key prefix as the SDK sends it (`=` is percent-encoded).
+fn on_the_wire(prefix: &str) -> String {
+    prefix.replace('=', "%3D")
+}
+
+impl S3Warehouse {
+    /// Puts `src` under `prefix` as `part-0.parquet`, `part-1.parquet`, ...
+    fn put_copies(&self, prefix: &str, src: &Path, n: usize) {
+        for i in 0..n {
+            self.put(&format!("{prefix}part-{i}.parquet"), src);
+        }
+    }
+}
+
+/// Throttling on reads, a server error on the upload, a dropped connection on a listing and a
+/// throttled delete: all retried by the SDK with backoff; the run succeeds as if nothing
+/// happened.
+#[test]
+fn throttling_server_errors_and_dropped_connections_are_retried() {
+    let w = S3Warehouse::behind_proxy();
+    let src = corpus("alltypes_plain.parquet");
+    w.put_copies(&cold(1), &src, 3);
+    let proxy = w.proxy();
+    proxy.add(
+        Rule::new(Fault::slow_down())
+            .method("GET")
+            .query("")
+            .times(3),
+    );
+    proxy.add(Rule::new(Fault::Reset).query("list-type").skip(1).times(1));
+    proxy.add(
+        Rule::new(Fault::Error {
+            status: 500,
+            code: "InternalError",
+        })
+        .method("PUT")
+        .times(1),
+    );
+    proxy.add(Rule::new(Fault::slow_down()).query("delete").times(1));
+
+    let run = w.run(&["once"], &[]);
+    run.expect_code(0);
+    let injected = proxy.injected();
+    assert_eq!(injected.len(), 6, "{injected:#?}");
+    let outputs = w.outputs(&cold(1));
+    assert_eq!(
+        w.files(&cold(1)),
+        outputs,
+        "inputs deleted, one merged file"
+    );
+    assert_eq!(w.assert_same_rows(&outputs[0], &vec![src; 3])["rows"], 24);
+}
+
+/// A partition whose files cannot be read within the retry budget is skipped and reported by
+/// name, with the store's answer; its files stay; the other partition is compacted.
+#[test]
+fn a_partition_that_keeps_failing_is_skipped_and_the_rest_compacts() {
+    let w = S3Warehouse::behind_proxy();
+    let src = corpus("alltypes_plain.parquet");
+    w.put_copies(&cold(1), &src, 2);
+    w.put_copies(&cold(2), &src, 2);
+    let before = w.files(&cold(1));
+    w.proxy().add(
+        Rule::new(Fault::slow_down())
+            .method("GET")
+            .path(on_the_wire(&cold(1))),
+    );
+
+    let run = w.run(&["once"], &[]);
+    run.expect_code(1);
+    assert!(!w.proxy().injected().is_empty());
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(all.contains(&cold(1)) && all.contains("SlowDown"), "{all}");
+    assert!(run.stdout().contains("1 compacted"), "{}", run.stdout());
+    assert_eq!(
+        w.files(&cold(1)),
+        before,
+        "the failing partition is untouched"
+    );
+    let outputs = w.outputs(&cold(2));
+    assert_eq!(w.files(&cold(2)), outputs);
+    assert_eq!(w.assert_same_rows(&outputs[0], &vec![src; 2])["rows"], 16);
+}
+
+/// DeleteObjects answers 200 but lists every key as not deleted, twice: the keys are sent
+/// again until they are gone, and the run succeeds.
+#[test]
+fn keys_delete_objects_refuses_are_sent_again() {
+    let w = S3Warehouse::behind_proxy();
+    let src = corpus("alltypes_plain.parquet");
+    w.put_copies(&cold(1), &src, 3);
+    w.proxy()
+        .add(Rule::new(Fault::DeleteKeysFail).query("delete").times(2));
+
+    let run = w.run(&["once"], &[]);
+    run.expect_code(0);
+    assert_eq!(w.proxy().injected().len(), 2);
+    let outputs = w.outputs(&cold(1));
+    assert_eq!(w.files(&cold(1)), outputs, "inputs deleted in the end");
+}
+
+/// Keys that are never deleted are reported by name, never assumed gone; the merged file and
+/// its inputs both remain until the next run finishes the job, and then every row is there
+/// exactly once.
+#[test]
+fn keys_never_deleted_are_reported_and_the_next_run_finishes() {
+    let w = S3Warehouse::behind_proxy();
+    let src = corpus("alltypes_plain.parquet");
+    w.put_copies(&cold(1), &src, 3);
+    w.proxy()
+        .add(Rule::new(Fault::DeleteKeysFail).query("delete"));
+
+    let run = w.run(&["once"], &[]);
+    run.expect_code(1);
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(
+        all.contains(&format!("{}part-", cold(1))) && all.contains("InternalError"),
+        "{all}"
+    );
+    assert_eq!(w.files(&cold(1)).len(), 4, "merged file and all inputs");
+
+    w.proxy().clear();
+    let next = w.run(&["once"], &[]);
+    next.expect_code(0);
+    assert!(next.stdout().contains("recovered:  1"), "{}", next.stdout());
+    let outputs = w.outputs(&cold(1));
+    assert_eq!(w.files(&cold(1)), outputs);
+    assert_eq!(w.assert_same_rows(&outputs[0], &vec![src; 3])["rows"], 24);
+}
+
+/// 100,000 objects in 100 partitions (s3s-fs, laid out on its disk directly): the plan lists
+/// every one of them, walking the hive levels with one delimited listing per prefix, and the
+/// hot hour's files are never listed.
+#[test]
+fn plans_over_a_hundred_thousand_objects() {
+    let w = S3Warehouse::on(TestS3Server::s3s_fs().unwrap(), true);
+    let table = w
+        .server
+        .data_dir()
+        .unwrap()
+        .join(BUCKET)
+        .join(ROOT)
+        .join("events");
+    let mut partitions = Vec::new();
+    for day in 10..15 {
+        for hour in 0..20 {
+            partitions.push(format!("dt=2026-11-{day:02}/hour={hour:02}"));
+        }
+    }
+    partitions.push("dt=2026-11-20/hour=05".into()); // the hot hour
+    for p in &partitions {
+        let dir = table.join(p);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..1000 {
+            std::fs::write(dir.join(format!("part-{i:04}.parquet")), b"small").unwrap();
+        }
+    }
+
+    let started = std::time::Instant::now();
+    let run = w.run(&["plan", "--json"], &[]);
+    run.expect_code(0);
+    let elapsed = started.elapsed();
+    let plan: Value = serde_json::from_str(&run.stdout()).unwrap();
+    let planned = plan["tables"][0]["partitions"].as_array().unwrap();
+    assert_eq!(planned.len(), 100);
+    let files: u64 = planned.iter().map(|p| p["files"].as_u64().unwrap()).sum();
+    assert_eq!(files, 100_000);
+    assert!(
+        planned.iter().all(|p| p["action"]["action"] == "compact"),
+        "{}",
+        planned[0]
+    );
+
+    let requests = w.proxy().requests();
+    let lists: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.contains("list-type=2"))
+        .collect();
+    assert_eq!(lists.len(), requests.len(), "only listings: {requests:?}");
+    assert!(
+        lists
+            .iter()
+            .all(|r| !r.contains(&on_the_wire(HOT).replace('/', "%2F"))),
+        "the hot hour is never listed"
+    );
+    // Root, the days, each day's hours, and each partition: 1,000 keys fit one page.
+    assert!(
+        lists.len() <= 1 + 6 + 6 + 100 + 5,
+        "{} listings",
+        lists.len()
+    );
+    eprintln!(
+        "100,000 objects in 100 partitions planned in {:.1} s with {} LIST requests",
+        elapsed.as_secs_f64(),
+        lists.len()
+    );
 }

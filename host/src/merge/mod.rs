@@ -35,6 +35,18 @@ pub enum MergeError {
     },
     #[error("writing the merged file: {0}")]
     Write(String),
+    /// The merge is committed, but the store kept some inputs: their rows are in the merged
+    /// file too until the next run's recovery deletes them.
+    #[error(
+        "merged into {output}, but {count} input(s) could not be deleted, first {key} ({reason}); \
+         the next run deletes them"
+    )]
+    NotDeleted {
+        output: String,
+        key: String,
+        reason: String,
+        count: usize,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

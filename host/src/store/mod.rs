@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 #[cfg(test)]
 pub mod conformance;
+pub mod fault_proxy;
 pub mod local;
 pub mod s3;
 pub mod test_server;
@@ -52,6 +53,19 @@ pub enum StoreError {
         key: String,
         message: String,
     },
+}
+
+impl StoreError {
+    /// What went wrong, without the key (for messages that already name it).
+    pub fn reason(&self) -> String {
+        match self {
+            StoreError::NotFound { .. } => "no such object".into(),
+            StoreError::InvalidKey { reason, .. } => format!("invalid key: {reason}"),
+            StoreError::Backend {
+                backend, message, ..
+            } => format!("{backend} store: {message}"),
+        }
+    }
 }
 
 /// Requests a backend sent, by kind (S3 bills and throttles per request).

@@ -18,7 +18,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use bytes::Bytes;
@@ -45,6 +45,10 @@ pub struct S3Location {
     pub endpoint: Option<String>,
     /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores need.
     pub path_style: bool,
+    /// Attempts per request (the first included) for throttling and transient errors.
+    pub max_attempts: u32,
+    /// The first retry's backoff ceiling; doubled each retry (up to 20 s), full jitter.
+    pub retry_backoff_ms: u64,
 }
 
 #[derive(Debug)]
@@ -89,7 +93,13 @@ impl S3Store {
             .force_path_style(location.path_style)
             // Throttling (503 SlowDown) and transient errors: retried with exponential
             // backoff and jitter, within this budget.
-            .retry_config(RetryConfig::standard().with_max_attempts(6));
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(location.max_attempts)
+                    .with_initial_backoff(std::time::Duration::from_millis(
+                        location.retry_backoff_ms,
+                    )),
+            );
         if shared.region().is_none() {
             builder = builder.region(aws_config::Region::new("us-east-1"));
         }
@@ -251,8 +261,22 @@ impl S3Store {
     }
 }
 
-/// The SDK's error with its causes, for messages. Holds no credentials.
-fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> String {
+/// The SDK's error for messages: the store's answer (status, code, message) when there was
+/// one, else the cause chain (timeouts, connection errors). Holds no credentials.
+fn describe<E>(e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if let SdkError::ServiceError(service) = &e {
+        let status = service.raw().status().as_u16();
+        let meta = service.err().meta();
+        if let Some(code) = meta.code() {
+            return format!(
+                "HTTP {status} {code}: {}",
+                meta.message().unwrap_or_default()
+            );
+        }
+    }
     DisplayErrorContext(e).to_string()
 }
 
@@ -278,7 +302,7 @@ fn backend(key: &str, message: String) -> StoreError {
     }
 }
 
-fn sdk_error<E: std::error::Error + 'static>(
+fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     key: &str,
     e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> StoreError {
@@ -445,8 +469,20 @@ impl Store for S3Store {
                 .set_key_marker(key_marker.clone())
                 .set_upload_id_marker(id_marker.clone())
                 .send()
-                .await
-                .map_err(|e| sdk_error(prefix, e))?;
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                // Some S3-compatible stores cannot list uploads; nothing to clean there.
+                Err(e) if status(&e) == Some(501) => {
+                    tracing::debug!(
+                        prefix,
+                        "the store does not list multipart uploads: {}",
+                        describe(e)
+                    );
+                    return Ok(aborted);
+                }
+                Err(e) => return Err(sdk_error(prefix, e)),
+            };
             for upload in page.uploads() {
                 let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
                     continue;
@@ -479,61 +515,96 @@ impl Store for S3Store {
 
     async fn delete_many(&self, keys: &[String]) -> Vec<(String, StoreError)> {
         let mut failed = Vec::new();
-        for batch in keys.chunks(DELETE_BATCH) {
-            let mut ids = Vec::with_capacity(batch.len());
-            for key in batch {
-                match self.full_key(key).and_then(|full| {
-                    ObjectIdentifier::builder()
-                        .key(full)
-                        .build()
-                        .map_err(|e| backend(key, e.to_string()))
-                }) {
-                    Ok(id) => ids.push(id),
-                    Err(e) => failed.push((key.clone(), e)),
-                }
+        let mut pending = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.full_key(key) {
+                Ok(full) => pending.push(full),
+                Err(e) => failed.push((key.clone(), e)),
             }
-            if ids.is_empty() {
-                continue;
+        }
+        // Keys a 200 answer lists as not deleted are sent again (after a pause) a few times:
+        // such errors are mostly transient (InternalError, SlowDown) on S3.
+        for round in 0..DELETE_ROUNDS {
+            if round > 0 {
+                let pause = self.location.retry_backoff_ms << (round - 1);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
-            let delete = match Delete::builder().set_objects(Some(ids)).quiet(true).build() {
-                Ok(d) => d,
-                Err(e) => {
-                    failed.extend(batch.iter().map(|k| (k.clone(), backend(k, e.to_string()))));
-                    continue;
-                }
-            };
-            count(&self.counts.delete);
-            match self
-                .client
-                .delete_objects()
-                .bucket(&self.location.bucket)
-                .delete(delete)
-                .send()
-                .await
-            {
-                // A 200 answer can still list keys it did not delete.
-                Ok(out) => {
-                    for e in out.errors() {
-                        let key = self.strip(e.key().unwrap_or_default()).to_string();
-                        let message = format!(
-                            "not deleted: {} {}",
-                            e.code().unwrap_or("?"),
-                            e.message().unwrap_or_default()
-                        );
-                        failed.push((key.clone(), backend(&key, message)));
+            let mut refused = Vec::new();
+            for batch in pending.chunks(DELETE_BATCH) {
+                match self.delete_batch(batch).await {
+                    Ok(not_deleted) => refused.extend(not_deleted),
+                    // The SDK already retried the request itself; give up on these keys.
+                    Err(message) => {
+                        failed.extend(batch.iter().map(|k| self.failure(k, message.clone())))
                     }
                 }
-                Err(e) => {
-                    let message = describe(e);
-                    failed.extend(
-                        batch
-                            .iter()
-                            .map(|k| (k.clone(), backend(k, message.clone()))),
-                    );
-                }
+            }
+            if refused.is_empty() {
+                break;
+            }
+            tracing::debug!(
+                round,
+                keys = refused.len(),
+                "DeleteObjects left keys undeleted"
+            );
+            if round + 1 == DELETE_ROUNDS {
+                failed.extend(refused.into_iter().map(|(k, m)| self.failure(&k, m)));
+            } else {
+                pending = refused.into_iter().map(|(k, _)| k).collect();
             }
         }
         failed
+    }
+}
+
+/// How many times a key DeleteObjects refused is sent (the first included).
+const DELETE_ROUNDS: u32 = 4;
+
+impl S3Store {
+    /// A key that could not be deleted, by its key relative to the store's root.
+    fn failure(&self, full: &str, message: String) -> (String, StoreError) {
+        let key = self.strip(full).to_string();
+        let error = backend(&key, message);
+        (key, error)
+    }
+
+    /// One DeleteObjects call for full keys. Returns the keys it reports as not deleted, with
+    /// why, or the request's own error.
+    async fn delete_batch(&self, batch: &[String]) -> Result<Vec<(String, String)>, String> {
+        let ids = batch
+            .iter()
+            .map(|full| ObjectIdentifier::builder().key(full).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let delete = Delete::builder()
+            .set_objects(Some(ids))
+            .quiet(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        count(&self.counts.delete);
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.location.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(describe)?;
+        // A 200 answer can still list keys it did not delete.
+        Ok(out
+            .errors()
+            .iter()
+            .map(|e| {
+                (
+                    e.key().unwrap_or_default().to_string(),
+                    format!(
+                        "not deleted: {} {}",
+                        e.code().unwrap_or("?"),
+                        e.message().unwrap_or_default()
+                    ),
+                )
+            })
+            .collect())
     }
 }
 

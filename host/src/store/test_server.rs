@@ -21,7 +21,7 @@ pub struct TestS3Server {
     child: Child,
     pub endpoint: String,
     /// s3s-fs keeps its objects here.
-    _data: Option<tempfile::TempDir>,
+    data: Option<tempfile::TempDir>,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -80,7 +80,7 @@ impl TestS3Server {
         let mut server = TestS3Server {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
-            _data: data,
+            data,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -97,6 +97,12 @@ impl TestS3Server {
         Ok(server)
     }
 
+    /// The directory s3s-fs serves (bucket `b`, key `k` is the file `b/k` in it), so tests can
+    /// lay out very many objects without a request each. `None` for moto.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data.as_ref().map(|d| d.path())
+    }
+
     /// Where a bucket of this server is, for `S3Store::connect` or a config file.
     pub fn location(&self, bucket: &str, prefix: &str) -> S3Location {
         S3Location {
@@ -105,6 +111,9 @@ impl TestS3Server {
             region: Some("us-east-1".into()),
             endpoint: Some(self.endpoint.clone()),
             path_style: true,
+            max_attempts: 6,
+            // Short, so tests that provoke retries stay quick.
+            retry_backoff_ms: 50,
         }
     }
 
