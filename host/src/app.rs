@@ -7,6 +7,7 @@ use crate::config::{Config, PluginSource, StoreConfig};
 use crate::plan::{CompactionPlan, TableSpec};
 use crate::policy::wasm::Limits;
 use crate::policy::{DEFAULT_PLUGIN, PluginEngine, PolicyError, PolicyPlugin};
+use crate::shutdown::Stop;
 use crate::store::{LocalStore, S3Store, Store};
 use crate::summary::RunSummary;
 
@@ -15,10 +16,15 @@ use crate::summary::RunSummary;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// A loaded config: the open store and each table's plugin. Cheap to clone (the daemon swaps a
+/// table's plugin by building a new `App`).
+#[derive(Clone)]
 pub struct App {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub tables: Vec<TableSpec>,
+    /// Compiles plugins; shared so a reloaded plugin file reuses the compiled ones.
+    pub engine: Arc<PluginEngine>,
 }
 
 pub fn now_ms() -> i64 {
@@ -67,6 +73,15 @@ impl App {
     /// [`open_store`].
     pub fn open(config: Config, store: Arc<dyn Store>) -> Result<App, UsageError> {
         let engine = PluginEngine::try_new().map_err(|e| UsageError(e.to_string()))?;
+        App::open_with(config, store, Arc::new(engine))
+    }
+
+    /// As [`App::open`], with an engine that may already hold compiled plugins.
+    pub fn open_with(
+        config: Config,
+        store: Arc<dyn Store>,
+        engine: Arc<PluginEngine>,
+    ) -> Result<App, UsageError> {
         let mut tables = Vec::new();
         for t in &config.tables {
             let plugin = load_plugin(&engine, &t.plugin, t.settings.clone()).map_err(|e| {
@@ -77,6 +92,12 @@ impl App {
                 ))
             })?;
             tracing::debug!(table = %t.name, plugin = ?plugin, "plugin loaded");
+            crate::metrics::global().set_plugin(
+                &t.name,
+                &plugin.name,
+                &plugin.version,
+                &plugin.sha256,
+            );
             tables.push(TableSpec {
                 name: t.name.clone(),
                 prefix: t.prefix.clone(),
@@ -87,6 +108,7 @@ impl App {
             config,
             store,
             tables,
+            engine,
         })
     }
 
@@ -94,17 +116,19 @@ impl App {
         crate::plan::plan(self.store.as_ref(), &self.tables, now_ms).await
     }
 
-    pub async fn run_once(&self, now_ms: i64) -> RunSummary {
+    /// Plans and executes one run, and adds it to the process's metrics.
+    pub async fn run_once(&self, now_ms: i64, stop: &Stop) -> RunSummary {
         let start = std::time::Instant::now();
         let before = self.store.request_counts().unwrap_or_default();
         let plan = self.plan(now_ms).await;
         let mut summary =
-            crate::compact::execute(self.store.clone(), &plan, &self.config.merge).await;
+            crate::compact::execute(self.store.clone(), &plan, &self.config.merge, stop).await;
         summary.elapsed = start.elapsed();
         summary.requests = self
             .store
             .request_counts()
             .map(|after| after.since(&before));
+        crate::metrics::global().record_run(&summary);
         summary
     }
 }

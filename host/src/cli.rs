@@ -56,7 +56,12 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Compact every cold partition once, print a summary, exit (for cron, CI, by hand).
-    Once,
+    /// SIGTERM/SIGINT stop it gracefully ([daemon] shutdown_grace), a second one at once.
+    Once(OnceArgs),
+    /// Run on a schedule ([daemon] interval, default 1h) until SIGTERM/SIGINT. Serves
+    /// /metrics, /healthz, /readyz and POST /run on [daemon] metrics_addr (127.0.0.1:9464).
+    /// SIGHUP reloads the config and runs; a changed plugin file is checked, then swapped in.
+    Daemon(DaemonArgs),
     /// Dry run: show what `once` would do. Reads listings and footers, writes nothing.
     Plan(PlanArgs),
     /// Work with policy plugins.
@@ -65,6 +70,21 @@ pub enum Command {
     /// Seed the configured local warehouse with a demo table of small files (only if the table
     /// is empty), then run `once` on it.
     Demo,
+}
+
+#[derive(Debug, Args)]
+pub struct OnceArgs {
+    /// Also write the run's metrics to FILE in the Prometheus text format (atomically, for
+    /// node_exporter's textfile collector).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Do not run at start; wait for the schedule (overrides [daemon] run_at_start).
+    #[arg(long)]
+    pub no_initial_run: bool,
 }
 
 #[derive(Debug, Args)]

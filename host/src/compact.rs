@@ -17,6 +17,7 @@ use crate::merge::footer::{InputFile, read_input};
 use crate::merge::rewrite::{MergeStats, merge_to_file};
 use crate::merge::schema::split_compatible;
 use crate::plan::{Action, CompactionPlan, GroupPlan, PartitionPlan};
+use crate::shutdown::{Phase, Stop};
 use crate::store::{ObjectMeta, Store};
 use crate::summary::RunSummary;
 
@@ -37,10 +38,34 @@ impl CrashPoint {
     }
 }
 
+/// Test hook: `COMPACTOR_TEST_SLOW_FETCH_MS` delays each input's download, so tests can stop
+/// the process while a merge is in flight.
+fn slow_fetch() -> Option<std::time::Duration> {
+    let ms = std::env::var("COMPACTOR_TEST_SLOW_FETCH_MS").ok()?;
+    ms.parse().ok().map(std::time::Duration::from_millis)
+}
+
+/// The class a policy's skip reason is counted under (metric label `reason`): `hot` when it
+/// starts with "hot", `too_few_files` when it starts with "too few" or names `min_files`,
+/// otherwise `policy`.
+pub fn skip_class(reason: &str) -> &'static str {
+    let r = reason.trim_start().to_ascii_lowercase();
+    if r.starts_with("hot") {
+        "hot"
+    } else if r.starts_with("too few") || r.contains("min_files") {
+        "too_few_files"
+    } else {
+        "policy"
+    }
+}
+
+/// Carries out `plan`. Once `stop` drains, no new partition or group starts; once it abandons,
+/// merges that have not started uploading are dropped (their inputs stay).
 pub async fn execute(
     store: Arc<dyn Store>,
     plan: &CompactionPlan,
     cfg: &MergeConfig,
+    stop: &Stop,
 ) -> RunSummary {
     let start = Instant::now();
     let mut summary = RunSummary::default();
@@ -61,7 +86,15 @@ pub async fn execute(
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     progress.enable_steady_tick(std::time::Duration::from_millis(120));
-    let crash = CrashPoint::from_env();
+    let memory = MemoryBudget::new(cfg.memory_budget_bytes);
+    let ctx = Ctx {
+        store: store.as_ref(),
+        cfg,
+        progress: &progress,
+        crash: CrashPoint::from_env(),
+        stop,
+        memory: &memory,
+    };
 
     for table in &plan.tables {
         for prefix in &table.hot {
@@ -80,16 +113,20 @@ pub async fn execute(
     }
     // Partitions in parallel, up to the configured bound: the merges themselves run on
     // blocking threads, so this is what puts every core to work.
-    let jobs = plan
+    // The futures are built before the stream, not by a `map` closure inside it: a closure
+    // taking borrowed pairs there makes the run's future fail the `Send` check of
+    // `tokio::spawn` (a known limit of the compiler's lifetime inference).
+    let jobs: Vec<_> = plan
         .tables
         .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.table.as_str(), p)));
-    let partials: Vec<RunSummary> = futures::stream::iter(jobs)
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.table.as_str(), p)))
         .map(|(table, p)| {
             let span =
                 tracing::info_span!("partition", table = %table, partition = %p.partition.prefix);
-            execute_partition(store.as_ref(), p, cfg, &progress, crash).instrument(span)
+            execute_partition(&ctx, p).instrument(span)
         })
+        .collect();
+    let partials: Vec<RunSummary> = futures::stream::iter(jobs)
         .buffer_unordered(cfg.parallelism.max(1))
         .collect()
         .await;
@@ -103,15 +140,23 @@ pub async fn execute(
 
 /// One partition: finish earlier commits, then carry out its action. Returns its part of the
 /// run's summary.
-async fn execute_partition(
-    store: &dyn Store,
-    p: &PartitionPlan,
-    cfg: &MergeConfig,
-    progress: &ProgressBar,
-    crash: Option<CrashPoint>,
-) -> RunSummary {
+async fn execute_partition(ctx: &Ctx<'_>, p: &PartitionPlan) -> RunSummary {
+    let started = Instant::now();
+    let summary = execute_partition_steps(ctx, p).await;
+    crate::metrics::global()
+        .partition_duration
+        .observe(started.elapsed().as_secs_f64());
+    summary
+}
+
+async fn execute_partition_steps(ctx: &Ctx<'_>, p: &PartitionPlan) -> RunSummary {
+    let (store, stop) = (ctx.store, ctx.stop);
     let mut summary = RunSummary::default();
     let prefix = p.partition.prefix.as_str();
+    if stop.is_draining() {
+        summary.skip(SHUTDOWN, format!("{prefix}: not started (shutting down)"));
+        return summary;
+    }
     let mut recovery_failed = false;
     for recovery in &p.recoveries {
         match journal::apply(store, recovery).await {
@@ -134,12 +179,7 @@ async fn execute_partition(
     match &p.action {
         Action::Skip { reason } => {
             tracing::debug!("skipped: {reason}");
-            let class = if reason.starts_with("hot") {
-                "hot"
-            } else {
-                "policy"
-            };
-            summary.skip(class, format!("{prefix}: {reason}"));
+            summary.skip(skip_class(reason), format!("{prefix}: {reason}"));
         }
         Action::Failed { error } => {
             tracing::error!("{error}");
@@ -147,9 +187,14 @@ async fn execute_partition(
         }
         Action::Compact { groups } => {
             let (mut merged_any, mut failed_any) = (false, false);
+            let mut abandoned = false;
             for group in groups {
-                progress.set_message(prefix.to_string());
-                match execute_group(store, prefix, group, cfg, progress, crash).await {
+                if stop.is_draining() {
+                    abandoned = true;
+                    break;
+                }
+                ctx.progress.set_message(prefix.to_string());
+                match execute_group(ctx, prefix, group).await {
                     Ok(outcome) => {
                         merged_any |= !outcome.merged.is_empty();
                         for note in &outcome.notes {
@@ -165,6 +210,14 @@ async fn execute_partition(
                             summary.rows += m.stats.rows;
                         }
                     }
+                    Err(MergeError::Abandoned) => {
+                        tracing::warn!(
+                            "merge of {} files abandoned at shutdown; they stay in place",
+                            group.inputs.len()
+                        );
+                        abandoned = true;
+                        break;
+                    }
                     Err(e) => {
                         failed_any = true;
                         tracing::error!("group of {} files: {e}", group.inputs.len());
@@ -178,6 +231,11 @@ async fn execute_partition(
             }
             if merged_any {
                 summary.partitions_compacted += 1;
+            } else if abandoned {
+                summary.skip(
+                    SHUTDOWN,
+                    format!("{prefix}: abandoned at shutdown, nothing deleted"),
+                );
             } else if !failed_any {
                 *summary
                     .partitions_skipped
@@ -188,6 +246,66 @@ async fn execute_partition(
     }
     summary
 }
+
+/// What every step of a run shares.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    store: &'a dyn Store,
+    cfg: &'a MergeConfig,
+    progress: &'a ProgressBar,
+    crash: Option<CrashPoint>,
+    stop: &'a Stop,
+    memory: &'a MemoryBudget,
+}
+
+/// The memory merges in flight may use together (`[merge] memory_budget`), counted in MiB.
+/// A merge holds about two input files (one decoding, one downloading ahead), a decoded row
+/// group and the row group being encoded; it reserves that estimate before it starts, so
+/// parallel partitions never add up to more than the budget. A merge larger than the whole
+/// budget still runs, alone.
+struct MemoryBudget {
+    mib: tokio::sync::Semaphore,
+    total_mib: u32,
+}
+
+impl MemoryBudget {
+    fn new(bytes: u64) -> MemoryBudget {
+        let total_mib = (bytes >> 20).clamp(1, u64::from(u32::MAX >> 4)) as u32;
+        MemoryBudget {
+            mib: tokio::sync::Semaphore::new(total_mib as usize),
+            total_mib,
+        }
+    }
+
+    /// The estimate for merging `inputs`, in MiB (at least 1, at most the whole budget).
+    fn estimate_mib(&self, inputs: &[InputFile], cfg: &MergeConfig) -> u32 {
+        let largest = inputs.iter().map(|i| i.meta.size).max().unwrap_or(0);
+        // A row group's uncompressed size: what decoding it takes.
+        let largest_row_group = inputs
+            .iter()
+            .flat_map(|i| i.metadata.row_groups())
+            .map(|rg| rg.total_byte_size().max(0) as u64)
+            .max()
+            .unwrap_or(0);
+        let bytes = 2 * largest + largest_row_group + 2 * cfg.row_group_bytes;
+        (bytes >> 20).clamp(1, u64::from(self.total_mib)) as u32
+    }
+
+    async fn reserve(
+        &self,
+        inputs: &[InputFile],
+        cfg: &MergeConfig,
+    ) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // The semaphore is never closed, so this only fails in theory; run unbudgeted then.
+        self.mib
+            .acquire_many(self.estimate_mib(inputs, cfg))
+            .await
+            .ok()
+    }
+}
+
+/// The skip class of work cut short by a shutdown.
+pub const SHUTDOWN: &str = "shutdown";
 
 struct Merged {
     files: u64,
@@ -203,16 +321,13 @@ struct GroupOutcome {
 }
 
 async fn execute_group(
-    store: &dyn Store,
+    ctx: &Ctx<'_>,
     prefix: &str,
     group: &GroupPlan,
-    cfg: &MergeConfig,
-    progress: &ProgressBar,
-    crash: Option<CrashPoint>,
 ) -> Result<GroupOutcome, MergeError> {
     let mut inputs = Vec::with_capacity(group.inputs.len());
     for meta in &group.inputs {
-        inputs.push(read_input(store, meta, cfg.max_row_group_bytes).await?);
+        inputs.push(read_input(ctx.store, meta, ctx.cfg.max_row_group_bytes).await?);
     }
     let (sets, mut notes) = split_compatible(&inputs);
     let mut outcome = GroupOutcome::default();
@@ -226,7 +341,7 @@ async fn execute_group(
             ));
             continue;
         }
-        let stats = commit_set(store, prefix, &members, set.schema, cfg, progress, crash).await?;
+        let stats = commit_set(ctx, prefix, &members, set.schema).await?;
         outcome.merged.push(Merged {
             files: members.len() as u64,
             bytes_in: members.iter().map(|m| m.meta.size).sum(),
@@ -239,14 +354,19 @@ async fn execute_group(
 
 /// Merge, upload, verify, delete: the commit protocol for one compatible set of inputs.
 async fn commit_set(
-    store: &dyn Store,
+    ctx: &Ctx<'_>,
     prefix: &str,
     inputs: &[InputFile],
     schema: arrow_schema::SchemaRef,
-    cfg: &MergeConfig,
-    progress: &ProgressBar,
-    crash: Option<CrashPoint>,
 ) -> Result<MergeStats, MergeError> {
+    let Ctx {
+        store,
+        cfg,
+        progress,
+        crash,
+        stop,
+        memory,
+    } = *ctx;
     let metas: Vec<ObjectMeta> = inputs.iter().map(|i| i.meta.clone()).collect();
     let output = journal::output_key(prefix, &metas);
     let journal = Journal {
@@ -263,6 +383,11 @@ async fn commit_set(
             .collect(),
     };
 
+    // Held until the merged file is committed: merges beyond the budget wait their turn.
+    let _memory = tokio::select! {
+        permit = memory.reserve(inputs, cfg) => permit,
+        () = stop.reached(Phase::Abandoning) => return Err(MergeError::Abandoned),
+    };
     std::fs::create_dir_all(&cfg.work_dir)
         .map_err(|e| MergeError::Write(format!("work dir {}: {e}", cfg.work_dir.display())))?;
     let spool = tempfile::Builder::new()
@@ -273,8 +398,12 @@ async fn commit_set(
 
     // Fetch inputs one ahead of the decoder: memory holds at most two input files.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, MergeError>>(1);
+    let slow = slow_fetch();
     let fetch = async {
         for meta in &metas {
+            if let Some(delay) = slow {
+                tokio::time::sleep(delay).await;
+            }
             let data = store.get(&meta.key).await.map_err(MergeError::from);
             let failed = data.is_err();
             if tx.send(data).await.is_err() || failed {
@@ -283,21 +412,40 @@ async fn commit_set(
         }
         drop(tx);
     };
-    let merge = {
+    let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut merge = {
         let inputs = inputs.to_vec();
         let cfg = cfg.clone();
-        let dest = spool.path().to_path_buf();
         let kv = vec![journal.to_key_value()];
         let progress = progress.clone();
+        let cancelled = cancelled.clone();
+        // The temporary file travels with the merge thread, which removes it when it ends.
         tokio::task::spawn_blocking(move || {
-            let mut next = || rx.blocking_recv();
-            merge_to_file(&inputs, schema, &mut next, &cfg, kv, &dest, &|bytes| {
-                progress.inc(bytes)
-            })
+            let mut next = || {
+                if cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Some(Err(MergeError::Abandoned));
+                }
+                rx.blocking_recv()
+            };
+            let stats = merge_to_file(&inputs, schema, &mut next, &cfg, kv, spool.path(), &|b| {
+                progress.inc(b)
+            });
+            (spool, stats)
         })
     };
-    let ((), merged) = tokio::join!(fetch, merge);
-    let stats = merged.map_err(|e| MergeError::Write(format!("merge task failed: {e}")))??;
+    let merged = tokio::select! {
+        ((), merged) = async { tokio::join!(fetch, &mut merge) } => merged,
+        () = stop.reached(Phase::Abandoning) => {
+            // Nothing is uploaded. The merge thread stops at its next input (the fetch is
+            // gone); wait for it, so its temporary file is removed before the process exits.
+            cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = merge.await;
+            return Err(MergeError::Abandoned);
+        }
+    };
+    let (spool, stats) =
+        merged.map_err(|e| MergeError::Write(format!("merge task failed: {e}")))?;
+    let stats = stats?;
 
     let uploaded = store.put_file(&output, spool.path()).await?;
     if let Err(reason) = journal::verify_output(store, &uploaded, &journal).await {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use compactor_plugin_sdk::parse_size;
 use parquet::basic::{Compression, ZstdLevel};
@@ -24,7 +25,61 @@ pub struct RawConfig {
     #[serde(default)]
     pub merge: RawMerge,
     #[serde(default)]
+    pub daemon: RawDaemon,
+    #[serde(default)]
     pub tables: Vec<RawTable>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    /// Time between the starts of two runs, e.g. `"1h"`, `"15m"`.
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// Run at whole multiples of `interval` on the UTC clock (plus `offset`) instead of
+    /// `interval` after the previous start.
+    #[serde(default)]
+    pub align: bool,
+    /// With `align`: how long after each boundary to run, e.g. `"5m"` for 00:05, 01:05, ...
+    #[serde(default)]
+    pub offset: Option<String>,
+    /// Run once as soon as the daemon starts.
+    #[serde(default = "default_true")]
+    pub run_at_start: bool,
+    /// Where `/metrics`, `/healthz`, `/readyz` and `POST /run` are served.
+    #[serde(default = "default_metrics_addr")]
+    pub metrics_addr: String,
+    /// On SIGTERM/SIGINT, how long merges in flight may take to finish before they are
+    /// abandoned (`once` too).
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: String,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        RawDaemon {
+            interval: default_interval(),
+            align: false,
+            offset: None,
+            run_at_start: true,
+            metrics_addr: default_metrics_addr(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+fn default_interval() -> String {
+    "1h".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_metrics_addr() -> String {
+    "127.0.0.1:9464".into()
+}
+fn default_shutdown_grace() -> String {
+    // Kubernetes sends SIGKILL 30 s after SIGTERM unless told otherwise.
+    "25s".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +132,14 @@ pub struct RawMerge {
     /// Unfinished uploads of ours older than this were left by a killed run and are removed.
     #[serde(default = "default_stale_upload_after")]
     pub stale_upload_after: String,
+    /// Memory the merges in flight may use together (estimated per merge from its inputs);
+    /// merges beyond it wait for others to finish.
+    #[serde(default = "default_memory_budget")]
+    pub memory_budget: String,
+}
+
+fn default_memory_budget() -> String {
+    "2GiB".into()
 }
 
 fn default_stale_upload_after() -> String {
@@ -93,6 +156,7 @@ impl Default for RawMerge {
             work_dir: None,
             parallelism: 0,
             stale_upload_after: default_stale_upload_after(),
+            memory_budget: default_memory_budget(),
         }
     }
 }
@@ -135,7 +199,18 @@ pub struct Config {
     pub path: PathBuf,
     pub store: StoreConfig,
     pub merge: MergeConfig,
+    pub daemon: DaemonConfig,
     pub tables: Vec<TableConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    pub interval: Duration,
+    /// `Some(offset)`: runs at whole multiples of `interval` (UTC) plus the offset.
+    pub align: Option<Duration>,
+    pub run_at_start: bool,
+    pub metrics_addr: std::net::SocketAddr,
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +230,8 @@ pub struct MergeConfig {
     pub parallelism: usize,
     /// Age after which an unfinished upload of ours counts as abandoned, in milliseconds.
     pub stale_upload_after_ms: i64,
+    /// Memory the merges in flight may use together.
+    pub memory_budget_bytes: u64,
 }
 
 impl Default for MergeConfig {
@@ -167,6 +244,7 @@ impl Default for MergeConfig {
             work_dir: std::env::temp_dir(),
             parallelism: cpu_count(),
             stale_upload_after_ms: 3_600_000,
+            memory_budget_bytes: 2 << 30,
         }
     }
 }
@@ -228,6 +306,10 @@ impl Config {
         };
         let row_group_bytes = size("row_group_size", &raw.merge.row_group_size)?;
         let max_row_group_bytes = size("max_row_group_bytes", &raw.merge.max_row_group_bytes)?;
+        let memory_budget_bytes = size("memory_budget", &raw.merge.memory_budget)?;
+        if memory_budget_bytes < 1 << 20 {
+            return Err(fail("[merge] memory_budget must be at least 1MiB".into()));
+        }
         if row_group_bytes < 1024 {
             return Err(fail("[merge] row_group_size must be at least 1KiB".into()));
         }
@@ -255,6 +337,7 @@ impl Config {
                 0 => cpu_count(),
                 n => n,
             },
+            memory_budget_bytes,
             stale_upload_after_ms: compactor_plugin_sdk::parse_duration_ms(
                 &raw.merge.stale_upload_after,
             )
@@ -265,6 +348,8 @@ impl Config {
                 ))
             })?,
         };
+
+        let daemon = parse_daemon(&raw.daemon).map_err(fail)?;
 
         if raw.tables.is_empty() {
             return Err(fail(
@@ -334,9 +419,55 @@ impl Config {
             path: path.to_path_buf(),
             store,
             merge,
+            daemon,
             tables,
         })
     }
+}
+
+fn parse_daemon(raw: &RawDaemon) -> Result<DaemonConfig, String> {
+    let duration = |key: &str, text: &str| {
+        compactor_plugin_sdk::parse_duration_ms(text)
+            .map(|ms| Duration::from_millis(ms.max(0) as u64))
+            .map_err(|e| format!("[daemon] {key} = {text:?}: {e}"))
+    };
+    let interval = duration("interval", &raw.interval)?;
+    if interval < Duration::from_secs(1) {
+        return Err(format!(
+            "[daemon] interval = {:?}: at least 1s",
+            raw.interval
+        ));
+    }
+    let align = match (&raw.offset, raw.align) {
+        (None, align) => align.then_some(Duration::ZERO),
+        (Some(text), true) => {
+            let offset = duration("offset", text)?;
+            if offset >= interval {
+                return Err(format!(
+                    "[daemon] offset = {text:?}: must be shorter than the interval ({:?})",
+                    raw.interval
+                ));
+            }
+            Some(offset)
+        }
+        (Some(_), false) => {
+            return Err("[daemon] offset applies only with align = true".into());
+        }
+    };
+    let metrics_addr = raw.metrics_addr.parse().map_err(|_| {
+        format!(
+            "[daemon] metrics_addr = {:?}: expected IP:PORT, e.g. \"127.0.0.1:9464\" \
+             (or \"0.0.0.0:9464\" to be scraped from other hosts)",
+            raw.metrics_addr
+        )
+    })?;
+    Ok(DaemonConfig {
+        interval,
+        align,
+        run_at_start: raw.run_at_start,
+        metrics_addr,
+        shutdown_grace: duration("shutdown_grace", &raw.shutdown_grace)?,
+    })
 }
 
 fn cpu_count() -> usize {
@@ -479,6 +610,29 @@ min_files = 2
             ]
         );
         assert_eq!(c.merge.row_group_bytes, 64 << 20);
+        assert_eq!(
+            c.daemon,
+            DaemonConfig {
+                interval: Duration::from_secs(3600),
+                align: None,
+                run_at_start: true,
+                metrics_addr: "127.0.0.1:9464".parse().unwrap(),
+                shutdown_grace: Duration::from_secs(25),
+            }
+        );
+    }
+
+    #[test]
+    fn daemon_settings() {
+        let c = parse(&format!(
+            "{MINIMAL}[daemon]\ninterval = \"15m\"\nalign = true\noffset = \"5m\"\n\
+             metrics_addr = \"0.0.0.0:9000\"\nrun_at_start = false\n"
+        ))
+        .unwrap();
+        assert_eq!(c.daemon.interval, Duration::from_secs(900));
+        assert_eq!(c.daemon.align, Some(Duration::from_secs(300)));
+        assert!(!c.daemon.run_at_start);
+        assert_eq!(c.daemon.metrics_addr.port(), 9000);
     }
 
     #[test]
@@ -530,6 +684,26 @@ min_files = 2
             (
                 MINIMAL.replace("prefix = \"events\"", "prefix = \"../up\""),
                 "prefix",
+            ),
+            (
+                format!("{MINIMAL}[daemon]\ninterval = \"soon\"\n"),
+                "[daemon] interval",
+            ),
+            (
+                format!("{MINIMAL}[daemon]\nmetrics_addr = \"localhost\"\n"),
+                "metrics_addr",
+            ),
+            (
+                format!("{MINIMAL}[daemon]\ninterval = \"1h\"\nalign = true\noffset = \"2h\"\n"),
+                "shorter than the interval",
+            ),
+            (
+                format!("{MINIMAL}[daemon]\noffset = \"5m\"\n"),
+                "only with align",
+            ),
+            (
+                format!("{MINIMAL}[daemon]\nintervall = \"1h\"\n"),
+                "intervall",
             ),
         ];
         for (text, needle) in cases {

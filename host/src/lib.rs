@@ -3,17 +3,23 @@
 //!
 //! The pieces, in the order a run uses them: [`config`] → [`app`] opens the [`store`] and loads
 //! the [`policy`] plugins → [`plan`] walks the [`layout`] and asks the policy → [`compact`]
-//! carries the plan out with [`merge`], committing through the [`journal`] → [`summary`].
+//! carries the plan out with [`merge`], committing through the [`journal`] → [`summary`] and
+//! [`metrics`]. [`daemon`] repeats that on a schedule, with [`http`] endpoints and a graceful
+//! [`shutdown`]; [`daemon::Daemon`] is the API for embedding compactor in another service.
 
 pub mod app;
 pub mod cli;
 pub mod compact;
 pub mod config;
+pub mod daemon;
 pub mod demo;
+pub mod http;
 pub mod journal;
 pub mod layout;
 pub mod merge;
+pub mod metrics;
 pub mod plan;
 pub mod policy;
+pub mod shutdown;
 pub mod store;
 pub mod summary;

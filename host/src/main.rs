@@ -9,7 +9,9 @@ use clap::Parser;
 use compactor::app::{App, UsageError, load_plugin, now_ms, open_store};
 use compactor::cli::{Cli, Command, LogFormat, PluginCommand};
 use compactor::config::{Config, ConfigError, PluginSource, StoreConfig};
+use compactor::daemon::{Daemon, DaemonOptions};
 use compactor::policy::{PluginEngine, check};
+use compactor::shutdown::Stop;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -32,7 +34,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A merge abandoned at shutdown may still be finishing on a blocking thread: don't wait.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -101,11 +106,41 @@ async fn open_app(config: Config) -> anyhow::Result<App> {
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let now = cli.now.unwrap_or_else(now_ms);
     match cli.command {
-        Command::Once => {
+        Command::Once(args) => {
             let app = open_app(Config::load(&cli.config)?).await?;
-            let summary = app.run_once(now).await;
+            let stop = Stop::new();
+            compactor::shutdown::on_signals(&stop, app.config.daemon.shutdown_grace);
+            let summary = app.run_once(now, &stop).await;
             out!("{summary}");
+            if let Some(path) = &args.metrics_file {
+                compactor::metrics::write_file(path)
+                    .with_context(|| format!("writing metrics to {}", path.display()))?;
+            }
             Ok(summary.exit_code() as u8)
+        }
+        Command::Daemon(args) => {
+            let options = DaemonOptions {
+                no_initial_run: args.no_initial_run,
+                now_override: cli.now,
+            };
+            let daemon = Daemon::new(&cli.config, options).await?;
+            let addr = daemon.app().config.daemon.metrics_addr;
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                UsageError(format!(
+                    "cannot listen on {addr} ([daemon] metrics_addr in {}): {e}",
+                    cli.config.display()
+                ))
+            })?;
+            tracing::info!(
+                "compactor daemon: /metrics, /healthz, /readyz and POST /run on http://{}",
+                listener.local_addr().unwrap_or(addr)
+            );
+            tokio::spawn(compactor::http::serve(listener, daemon.clone()));
+            compactor::daemon::on_signals(&daemon)?;
+            daemon.start();
+            daemon.wait().await;
+            tracing::info!("stopped cleanly");
+            Ok(0)
         }
         Command::Plan(args) => {
             let app = open_app(Config::load(&cli.config)?).await?;
@@ -181,7 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 outln!("{at} is not empty: compacting what is there");
             }
             let app = blocking(move || Ok(App::open(config, store)?)).await?;
-            let summary = app.run_once(now).await;
+            let summary = app.run_once(now, &Stop::new()).await;
             out!("{summary}");
             if let StoreConfig::Local { root } = &app.config.store {
                 outln!(

@@ -69,6 +69,7 @@ impl GroupPlan {
 }
 
 /// A table with its loaded policy.
+#[derive(Clone)]
 pub struct TableSpec {
     pub name: String,
     pub prefix: String,

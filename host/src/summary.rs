@@ -10,7 +10,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunSummary {
     pub partitions_compacted: u64,
-    /// Skipped partitions by reason class: `hot` (not listed), `policy`, `schema`.
+    /// Skipped partitions by reason class: `hot`, `too_few_files`, `policy`, `schema`,
+    /// `shutdown` (see [`crate::compact::skip_class`]).
     pub partitions_skipped: BTreeMap<String, u64>,
     pub partitions_failed: u64,
     pub groups_merged: u64,
@@ -72,6 +73,21 @@ impl RunSummary {
     /// 0 when everything went well, 1 when any partition or group failed.
     pub fn exit_code(&self) -> i32 {
         if self.failures.is_empty() { 0 } else { 1 }
+    }
+
+    /// `failure` when a partition or group failed, `abandoned` when a shutdown cut the run
+    /// short, `success` otherwise (the label of `compactor_runs_total`).
+    pub fn outcome(&self) -> &'static str {
+        if !self.failures.is_empty() {
+            "failure"
+        } else if self
+            .partitions_skipped
+            .contains_key(crate::compact::SHUTDOWN)
+        {
+            "abandoned"
+        } else {
+            "success"
+        }
     }
 }
 

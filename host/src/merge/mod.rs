@@ -47,6 +47,10 @@ pub enum MergeError {
         reason: String,
         count: usize,
     },
+    /// A shutdown's grace period ended while this merge was being written; nothing was
+    /// uploaded and no input deleted.
+    #[error("abandoned at shutdown before upload; its files were left in place")]
+    Abandoned,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

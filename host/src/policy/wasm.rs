@@ -80,10 +80,9 @@ impl PluginEngine {
         })
     }
 
-    /// Compiles `bytes`, or returns the component compiled earlier from the same bytes.
-    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
-        use sha2::{Digest, Sha256};
-        let hash: [u8; 32] = Sha256::digest(bytes).into();
+    /// Compiles `bytes` (whose SHA-256 is `hash`), or returns the component compiled earlier
+    /// from the same bytes.
+    fn compile(&self, bytes: &[u8], hash: [u8; 32]) -> wasmtime::Result<Component> {
         if let Some(c) = self
             .compiled
             .lock()
@@ -111,6 +110,8 @@ pub struct PolicyPlugin {
     pub name: String,
     pub version: String,
     pub wit_version: &'static str,
+    /// SHA-256 of the component's bytes, hex: which build is running.
+    pub sha256: String,
     settings: Vec<(String, String)>,
     engine: Engine,
     pre: PluginPre<HostState>,
@@ -137,8 +138,9 @@ impl PolicyPlugin {
             origin: origin.to_string(),
             reason,
         };
+        let hash = sha256(bytes);
         let component = engine
-            .compile(bytes)
+            .compile(bytes, hash)
             .map_err(|e| fail(format!("not a valid WebAssembly component: {e:#}")))?;
         let exported = exported_policy_version(&engine.engine, &component);
         match exported.as_deref() {
@@ -166,6 +168,7 @@ impl PolicyPlugin {
             name: origin.to_string(),
             version: "?".into(),
             wit_version: v0_1_0::WIT_VERSION,
+            sha256: hex(&hash),
             settings,
             engine: engine.engine.clone(),
             pre,
@@ -221,8 +224,26 @@ impl PolicyPlugin {
         Ok(decision)
     }
 
-    /// Runs `f` on a fresh instance within the limits, after `configure` when `configured`.
+    /// Runs `f` on a fresh instance within the limits, after `configure` when `configured`;
+    /// the call's latency and outcome go to the metrics.
     fn call<R>(
+        &self,
+        function: &'static str,
+        configured: bool,
+        f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyError> {
+        let started = std::time::Instant::now();
+        let result = self.call_unmetered(function, configured, f);
+        crate::metrics::global().record_plugin_call(
+            &self.name,
+            function,
+            started.elapsed(),
+            result.is_ok(),
+        );
+        result
+    }
+
+    fn call_unmetered<R>(
         &self,
         function: &'static str,
         configured: bool,
@@ -303,6 +324,20 @@ impl PolicyPlugin {
             None => format!("{e:#}"),
         }
     }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A plugin file's identity, as [`PolicyPlugin::sha256`] holds it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&sha256(bytes))
 }
 
 /// What a failing plugin last wrote to stderr, e.g. Rust's panic message, without the

@@ -83,7 +83,7 @@ pub fn plan(
 
     if small.len() < settings.min_files {
         return Decision::Skip(format!(
-            "{} file(s) below the target size, min_files is {}",
+            "too few files: {} below the target size, min_files is {}",
             small.len(),
             settings.min_files
         ));
