@@ -413,3 +413,67 @@ fn a_busy_metrics_port_is_a_usage_error() {
     run.expect_code(2);
     assert!(run.stderr().contains("metrics_addr"), "{}", run.stderr());
 }
+
+#[test]
+fn readyz_says_503_while_the_store_is_unreachable() {
+    let w = Warehouse::new("");
+    // An S3 endpoint where nothing listens: the daemon starts, but is not ready.
+    let port = free_port();
+    let config = std::fs::read_to_string(&w.config).unwrap().replace(
+        "url = \"file://./warehouse\"",
+        &format!(
+            "url = \"s3://bucket\"\nendpoint = \"http://127.0.0.1:{port}\"\npath_style = true\n\
+             region = \"us-east-1\"\nmax_attempts = 1"
+        ),
+    );
+    std::fs::write(&w.config, config).unwrap();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let mut d = Daemon::start(&w, "run_at_start = false", &env);
+    let (status, body) = d.get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("store unreachable"), "{body}");
+    assert_eq!(d.get("/healthz").0, 200, "alive all the same");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(30).0, 0);
+}
+
+#[test]
+fn json_logs_name_the_partition_and_the_file() {
+    let w = Warehouse::new("");
+    put_n(&w, &cold(1), 0, 2);
+    put_n(&w, &cold(2), 0, 2);
+    std::fs::write(
+        w.path(&format!("{}part-9.parquet", cold(2))),
+        b"not parquet",
+    )
+    .unwrap();
+    let run = w.run(&["--log-format", "json", "once"]);
+    run.expect_code(1);
+    let lines: Vec<serde_json::Value> = run
+        .stderr()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let merged = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "merged")
+        .expect("a merged line");
+    assert_eq!(merged["span"]["partition"], cold(1), "{merged}");
+    assert_eq!(merged["span"]["table"], "events", "{merged}");
+    let error = lines
+        .iter()
+        .find(|l| l["level"] == "ERROR")
+        .expect("an error line");
+    assert_eq!(error["span"]["partition"], cold(2), "{error}");
+    assert!(
+        error["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("part-9.parquet"),
+        "{error}"
+    );
+}

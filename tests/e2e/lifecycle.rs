@@ -302,3 +302,26 @@ fn key_value_metadata_is_preserved() {
         &[w.base.join("in-0.parquet"), w.base.join("in-1.parquet")],
     );
 }
+
+#[test]
+fn a_memory_budget_smaller_than_one_merge_still_finishes_every_partition() {
+    let w = Warehouse::new("");
+    let config = std::fs::read_to_string(&w.config).unwrap().replace(
+        "work_dir = \"work\"",
+        "work_dir = \"work\"\nparallelism = 3\nmemory_budget = \"1MiB\"",
+    );
+    std::fs::write(&w.config, config).unwrap();
+    for hour in 0..3 {
+        for i in 0..3 {
+            w.put(&format!("{}part-{i}.parquet", cold(hour)), &small());
+        }
+    }
+    let run = w.run(&["once"]);
+    run.expect_code(0);
+    assert!(run.stdout().contains("3 compacted"), "{}", run.stdout());
+    for hour in 0..3 {
+        let outputs = w.outputs(&cold(hour));
+        assert_eq!(w.files(&cold(hour)), outputs);
+        assert_same_rows(&w.path(&outputs[0]), &vec![small(); 3]);
+    }
+}
