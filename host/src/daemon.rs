@@ -431,6 +431,62 @@ pub fn on_signals(daemon: &Daemon) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// Data files under `prefix`, at any depth.
+    async fn count_files(store: &dyn crate::store::Store, prefix: &str) -> usize {
+        let mut stack = vec![prefix.to_string()];
+        let mut n = 0;
+        while let Some(p) = stack.pop() {
+            let listing = store.list(&p).await.unwrap();
+            n += listing.objects.len();
+            stack.extend(listing.prefixes);
+        }
+        n
+    }
+
+    /// The facade as a service embedding compactor would use it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_start_run_now_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            "[store]\nurl = \"file://./w\"\n[merge]\nwork_dir = \"work\"\n\
+             [daemon]\nrun_at_start = false\nmetrics_addr = \"127.0.0.1:0\"\n\
+             [[tables]]\nname = \"events\"\nprefix = \"events/\"\n",
+        )
+        .unwrap();
+        let store = crate::store::LocalStore::try_new(dir.path().join("w")).unwrap();
+        // 96 small files: the current hour (hot) and the three before it, 24 each.
+        assert_eq!(
+            crate::demo::seed(&store, "events/", now_ms())
+                .await
+                .unwrap(),
+            96
+        );
+
+        let daemon = Daemon::new(&config, DaemonOptions::default())
+            .await
+            .unwrap();
+        daemon.start();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(count_files(&store, "events/").await, 96, "no run at start");
+        daemon.run_now();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // 72 cold files become 3 (4 more if the hour turned meanwhile).
+        while count_files(&store, "events/").await > 24 + 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the run did not happen"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::timeout(Duration::from_secs(30), daemon.shutdown())
+            .await
+            .expect("shutdown returns");
+        daemon.run_now();
+        assert!(daemon.stop().is_draining());
+    }
+
     const H: i64 = 3_600_000;
 
     #[test]
