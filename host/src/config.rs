@@ -105,6 +105,10 @@ pub struct RawStore {
     /// full jitter (default "1s").
     #[serde(default)]
     pub retry_backoff: Option<String>,
+    /// S3 only: a request that receives nothing for this long is cut off and retried
+    /// (default "60s").
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -502,6 +506,14 @@ fn parse_store(raw: &RawStore, base: &Path) -> Result<StoreConfig, String> {
                 .map(|ms| ms.max(0) as u64)
                 .map_err(|e| format!("[store] retry_backoff = {text:?}: {e}"))?,
         };
+        let timeout_ms = match &raw.timeout {
+            None => 60_000,
+            Some(text) => match compactor_plugin_sdk::parse_duration_ms(text) {
+                Ok(ms) if ms >= 100 => ms as u64,
+                Ok(_) => return Err(format!("[store] timeout = {text:?}: at least 100ms")),
+                Err(e) => return Err(format!("[store] timeout = {text:?}: {e}")),
+            },
+        };
         return Ok(StoreConfig::S3(crate::store::S3Location {
             bucket: bucket.to_string(),
             prefix,
@@ -510,6 +522,7 @@ fn parse_store(raw: &RawStore, base: &Path) -> Result<StoreConfig, String> {
             path_style: raw.path_style,
             max_attempts,
             retry_backoff_ms,
+            timeout_ms,
         }));
     }
     if raw.region.is_some()
@@ -517,10 +530,11 @@ fn parse_store(raw: &RawStore, base: &Path) -> Result<StoreConfig, String> {
         || raw.path_style
         || raw.max_attempts.is_some()
         || raw.retry_backoff.is_some()
+        || raw.timeout.is_some()
     {
         return Err(
-            "[store] region, endpoint, path_style, max_attempts and retry_backoff apply to \
-             s3:// stores only"
+            "[store] region, endpoint, path_style, max_attempts, retry_backoff and timeout \
+             apply to s3:// stores only"
                 .into(),
         );
     }
@@ -730,6 +744,7 @@ min_files = 2
                 path_style: true,
                 max_attempts: 6,
                 retry_backoff_ms: 1000,
+                timeout_ms: 60_000,
             })
         );
     }

@@ -347,6 +347,38 @@ fn throttling_server_errors_and_dropped_connections_are_retried() {
     assert_eq!(w.assert_same_rows(&outputs[0], &vec![src; 3])["rows"], 24);
 }
 
+/// A server that stops answering (issue 6): the request is cut off after `[store] timeout`
+/// and retried, so a hung connection never stalls a run.
+#[test]
+fn a_hung_request_is_cut_off_by_the_timeout_and_retried() {
+    let w = S3Warehouse::behind_proxy();
+    let config = std::fs::read_to_string(&w.config).unwrap().replace(
+        "retry_backoff = \"50ms\"",
+        "retry_backoff = \"50ms\"\ntimeout = \"1s\"",
+    );
+    std::fs::write(&w.config, config).unwrap();
+    let src = corpus("alltypes_plain.parquet");
+    w.put_copies(&cold(1), &src, 2);
+    // The first data GET and the first listing hang for far longer than the timeout.
+    let hang = Fault::Delay(std::time::Duration::from_secs(120));
+    w.proxy()
+        .add(Rule::new(hang.clone()).method("GET").query("").times(1));
+    w.proxy()
+        .add(Rule::new(hang).query("list-type").skip(1).times(1));
+    let started = std::time::Instant::now();
+    let run = w.run(&["once"], &[]);
+    run.expect_code(0);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(w.proxy().injected().len(), 2);
+    let outputs = w.outputs(&cold(1));
+    assert_eq!(w.files(&cold(1)), outputs);
+    w.assert_same_rows(&outputs[0], &vec![src; 2]);
+}
+
 /// A partition whose files cannot be read within the retry budget is skipped and reported by
 /// name, with the store's answer; its files stay; the other partition is compacted.
 #[test]

@@ -49,6 +49,9 @@ pub struct S3Location {
     pub max_attempts: u32,
     /// The first retry's backoff ceiling; doubled each retry (up to 20 s), full jitter.
     pub retry_backoff_ms: u64,
+    /// A request that receives nothing for this long is cut off (and retried, within
+    /// `max_attempts`): a hung server or connection never stalls a run.
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug)]
@@ -100,6 +103,13 @@ impl S3Store {
                         location.retry_backoff_ms,
                     )),
             );
+        let timeout = std::time::Duration::from_millis(location.timeout_ms);
+        builder = builder.timeout_config(
+            aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
+                .read_timeout(timeout)
+                .build(),
+        );
         if shared.region().is_none() {
             builder = builder.region(aws_config::Region::new("us-east-1"));
         }

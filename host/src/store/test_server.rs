@@ -114,6 +114,7 @@ impl TestS3Server {
             max_attempts: 6,
             // Short, so tests that provoke retries stay quick.
             retry_backoff_ms: 50,
+            timeout_ms: 60_000,
         }
     }
 
