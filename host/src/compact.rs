@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::Instrument;
 
 use crate::config::MergeConfig;
+use crate::crash::CrashPoint;
 use crate::journal::{self, Journal, JournalInput};
 use crate::merge::MergeError;
 use crate::merge::footer::{InputFile, read_input};
@@ -20,23 +21,6 @@ use crate::plan::{Action, CompactionPlan, GroupPlan, PartitionPlan};
 use crate::shutdown::{Phase, Stop};
 use crate::store::{ObjectMeta, Store};
 use crate::summary::RunSummary;
-
-/// Hooks for tests of the commit protocol: stop the process at a given step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrashPoint {
-    /// After the merged file is uploaded and verified, before any input is deleted.
-    AfterUpload,
-}
-
-impl CrashPoint {
-    /// Read from `COMPACTOR_CRASH_AT` (`after-upload`); only tests set it.
-    pub fn from_env() -> Option<CrashPoint> {
-        match std::env::var("COMPACTOR_CRASH_AT").ok()?.as_str() {
-            "after-upload" => Some(CrashPoint::AfterUpload),
-            _ => None,
-        }
-    }
-}
 
 /// Test hook: `COMPACTOR_TEST_SLOW_FETCH_MS` delays each input's download, so tests can stop
 /// the process while a merge is in flight.
@@ -96,6 +80,15 @@ pub async fn execute(
         memory: &memory,
     };
 
+    // Merged files a killed run was writing (a live run's are younger).
+    let spooled = crate::store::local::remove_stale_files(
+        &cfg.work_dir,
+        std::time::Duration::from_millis(cfg.stale_upload_after_ms.max(0) as u64),
+        |name| name.starts_with(SPOOL_PREFIX) && name.ends_with(".parquet"),
+    );
+    if spooled > 0 {
+        tracing::info!(dir = %cfg.work_dir.display(), "removed {spooled} stale temporary file(s) of a killed run");
+    }
     for table in &plan.tables {
         for prefix in &table.hot {
             summary.skip("hot", format!("{prefix}: hot (policy), not listed"));
@@ -159,6 +152,13 @@ async fn execute_partition_steps(ctx: &Ctx<'_>, p: &PartitionPlan) -> RunSummary
     }
     let mut recovery_failed = false;
     for recovery in &p.recoveries {
+        if let (Some(CrashPoint::MidRecovery), journal::Recovery::RollForward { delete, .. }) =
+            (ctx.crash, recovery)
+            && let Some(first) = delete.first()
+        {
+            let _ = store.delete_many(std::slice::from_ref(first)).await;
+            CrashPoint::MidRecovery.hit(ctx.crash);
+        }
         match journal::apply(store, recovery).await {
             Ok(n) => {
                 tracing::info!(
@@ -304,6 +304,9 @@ impl MemoryBudget {
     }
 }
 
+/// Names of merged files being written in the work directory start with this.
+const SPOOL_PREFIX: &str = "compactor-";
+
 /// The skip class of work cut short by a shutdown.
 pub const SHUTDOWN: &str = "shutdown";
 
@@ -391,7 +394,7 @@ async fn commit_set(
     std::fs::create_dir_all(&cfg.work_dir)
         .map_err(|e| MergeError::Write(format!("work dir {}: {e}", cfg.work_dir.display())))?;
     let spool = tempfile::Builder::new()
-        .prefix("compactor-")
+        .prefix(SPOOL_PREFIX)
         .suffix(".parquet")
         .tempfile_in(&cfg.work_dir)
         .map_err(|e| MergeError::Write(format!("work dir {}: {e}", cfg.work_dir.display())))?;
@@ -446,6 +449,7 @@ async fn commit_set(
     let (spool, stats) =
         merged.map_err(|e| MergeError::Write(format!("merge task failed: {e}")))?;
     let stats = stats?;
+    CrashPoint::AfterMerge.hit(crash);
 
     let uploaded = store.put_file(&output, spool.path()).await?;
     if let Err(reason) = journal::verify_output(store, &uploaded, &journal).await {
@@ -456,10 +460,7 @@ async fn commit_set(
         )));
     }
     tracing::info!(output = %output, files = inputs.len(), rows = stats.rows, bytes = stats.bytes, "merged");
-    if crash == Some(CrashPoint::AfterUpload) {
-        tracing::warn!("COMPACTOR_CRASH_AT=after-upload: exiting before deleting inputs");
-        std::process::exit(86);
-    }
+    CrashPoint::AfterUpload.hit(crash);
 
     // Delete exactly the inputs that are unchanged since they were read. One listing of the
     // partition answers for all of them (one request per 1000 keys, not one per file).
@@ -475,6 +476,12 @@ async fn commit_set(
             }
             None => tracing::warn!(file = %meta.key, "gone before it could be deleted"),
         }
+    }
+    if crash == Some(CrashPoint::MidDelete)
+        && let Some(first) = unchanged.first()
+    {
+        let _ = store.delete_many(std::slice::from_ref(first)).await;
+        CrashPoint::MidDelete.hit(crash);
     }
     let failed = store.delete_many(&unchanged).await;
     if let Some((key, e)) = failed.first() {

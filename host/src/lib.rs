@@ -11,6 +11,7 @@ pub mod app;
 pub mod cli;
 pub mod compact;
 pub mod config;
+pub mod crash;
 pub mod daemon;
 pub mod demo;
 pub mod http;

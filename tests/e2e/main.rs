@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod corpus;
+mod crash;
 mod daemon;
 mod drift;
 mod lifecycle;

@@ -149,6 +149,19 @@ impl Run {
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.0.stderr).into_owned()
     }
+    /// Asserts the process was killed by SIGKILL (a `COMPACTOR_CRASH_AT` test hook).
+    pub fn expect_killed(&self) -> &Run {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            self.0.status.signal(),
+            Some(9),
+            "expected SIGKILL; stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
     /// Asserts the exit code, showing the output when it differs.
     pub fn expect_code(&self, code: i32) -> &Run {
         assert_eq!(

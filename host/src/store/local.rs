@@ -45,20 +45,7 @@ impl LocalStore {
     }
 
     fn remove_stale_temp_files(&self) {
-        let Ok(entries) = std::fs::read_dir(self.root.join(TMP_DIR)) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STALE_TMP_AGE);
-            if stale {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+        remove_stale_files(&self.root.join(TMP_DIR), STALE_TMP_AGE, |_| true);
     }
 
     /// A fresh temporary path on the store's filesystem.
@@ -122,6 +109,33 @@ async fn blocking<T: Send + 'static>(
             message: format!("worker task failed: {e}"),
         })
     })
+}
+
+/// Removes the files in `dir` whose name `matches` and that were last modified more than
+/// `older_than` ago: what a killed process left (a live one's files are younger). Returns how
+/// many were removed.
+pub fn remove_stale_files(
+    dir: &Path,
+    older_than: Duration,
+    matches: impl Fn(&str) -> bool,
+) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > older_than);
+        let name = entry.file_name();
+        if stale && matches(&name.to_string_lossy()) && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 #[async_trait]
