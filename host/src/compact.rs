@@ -407,7 +407,11 @@ async fn commit_set(
             if let Some(delay) = slow {
                 tokio::time::sleep(delay).await;
             }
-            let data = store.get(&meta.key).await.map_err(MergeError::from);
+            // Exactly the version that was listed and planned with (its footer read).
+            let data = store
+                .get_unchanged(&meta.key, &meta.etag)
+                .await
+                .map_err(MergeError::from);
             let failed = data.is_err();
             if tx.send(data).await.is_err() || failed {
                 break;

@@ -117,8 +117,15 @@ pub enum Recovery {
         /// Inputs whose size or ETag changed since the merge: left alone.
         changed: Vec<String>,
     },
-    /// The merged file is not good: delete it; the inputs stay.
+    /// The merged file is not good, and every input is still there: delete it; the inputs stay.
     RollBack { output: String, reason: String },
+    /// The merged file is not good, but some inputs were already deleted: nothing is touched,
+    /// and the partition is reported as failed until someone looks.
+    Stuck {
+        output: String,
+        reason: String,
+        inputs: Vec<String>,
+    },
 }
 
 /// Finds unfinished commits among a partition's `files`.
@@ -146,23 +153,32 @@ pub async fn detect(store: &dyn Store, files: &[ObjectMeta]) -> Vec<Recovery> {
             .filter_map(|i| files.iter().find(|f| f.key == i.key).map(|f| (i, f)))
             .filter(|(_, f)| f.key != output.key)
             .collect();
-        if present.is_empty() {
+        let (same, changed): (Vec<_>, Vec<_>) = present
+            .into_iter()
+            .partition(|(i, f)| i.size == f.size && i.etag == f.etag);
+        // An input replaced since the merge is a new file: its rows are not in the merged
+        // file, and it is compacted like any other. Only unchanged inputs are unfinished work.
+        if same.is_empty() {
             continue;
         }
+        let same: Vec<String> = same.into_iter().map(|(_, f)| f.key.clone()).collect();
         found.push(match check_footer(&md, &journal) {
-            Ok(()) => {
-                let (same, changed): (Vec<_>, Vec<_>) = present
-                    .into_iter()
-                    .partition(|(i, f)| i.size == f.size && i.etag == f.etag);
-                Recovery::RollForward {
-                    output: output.key.clone(),
-                    delete: same.into_iter().map(|(_, f)| f.key.clone()).collect(),
-                    changed: changed.into_iter().map(|(_, f)| f.key.clone()).collect(),
-                }
-            }
-            Err(reason) => Recovery::RollBack {
+            Ok(()) => Recovery::RollForward {
+                output: output.key.clone(),
+                delete: same,
+                changed: changed.into_iter().map(|(_, f)| f.key.clone()).collect(),
+            },
+            // Every input is still there, unchanged: the merged file adds nothing; remove it.
+            Err(reason) if same.len() == journal.inputs.len() => Recovery::RollBack {
                 output: output.key.clone(),
                 reason,
+            },
+            // Some inputs are gone, so their rows live only in the merged file, which no
+            // longer verifies: deleting anything could lose rows. Leave it all for a person.
+            Err(reason) => Recovery::Stuck {
+                output: output.key.clone(),
+                reason,
+                inputs: same,
             },
         });
     }
@@ -182,6 +198,9 @@ impl Recovery {
                 .chain(changed.iter().map(String::as_str))
                 .collect(),
             Recovery::RollBack { output, .. } => vec![output.as_str()],
+            Recovery::Stuck { output, inputs, .. } => std::iter::once(output.as_str())
+                .chain(inputs.iter().map(String::as_str))
+                .collect(),
         }
     }
 }
@@ -199,6 +218,13 @@ pub async fn apply(store: &dyn Store, recovery: &Recovery) -> Result<usize, Stri
                     "input changed since it was merged; left in place (its old rows are in the merged file)");
             }
             delete.clone()
+        }
+        Recovery::Stuck { output, reason, .. } => {
+            return Err(format!(
+                "merged file {output} no longer verifies ({reason}), and some of its inputs \
+                 are already deleted, so their rows exist only there: left untouched, with \
+                 its remaining inputs; inspect it by hand"
+            ));
         }
         Recovery::RollBack { output, reason } => {
             tracing::warn!(file = %output, "merged file failed verification ({reason}); deleting it, its inputs stay");

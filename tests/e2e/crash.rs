@@ -80,3 +80,121 @@ fn a_kill_at_every_step_of_the_commit_loses_no_row_and_leaves_nothing() {
         );
     }
 }
+
+/// Files change under a running merge (issue 6): a file replaced before it is read makes its
+/// group wait for the next run (its new rows are never merged while it stays); a file replaced
+/// after it was read, and a file that arrives meanwhile, are never deleted. After the next run
+/// every version's rows are there exactly once.
+#[test]
+fn files_replaced_or_added_during_a_merge_are_never_lost() {
+    let small = corpus("alltypes_plain.parquet"); // 8 rows
+    let other = corpus("alltypes_plain.snappy.parquet"); // 2 rows, same columns
+    let w = Warehouse::new("");
+    for hour in [1, 2] {
+        for i in 0..3 {
+            w.put(&format!("{}part-{i}.parquet", cold(hour)), &small);
+        }
+    }
+    // Each input takes 1.5 s to arrive: the merges run for about 5 s.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_compactor"))
+        .arg("--config")
+        .arg(&w.config)
+        .args(["--now", NOW, "once"])
+        .env("COMPACTOR_TEST_SLOW_FETCH_MS", "1500")
+        .env_remove("COMPACTOR_CRASH_AT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let work = w.base.join("work");
+    let started = std::time::Instant::now();
+    while file_count(&work) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no merge started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // hour 1: part-2 replaced before it is read; hour 2: a new file arrives.
+    w.put(&format!("{}part-2.parquet", cold(1)), &other);
+    w.put(&format!("{}part-new.parquet", cold(2)), &other);
+    std::thread::sleep(Duration::from_millis(2000));
+    // hour 2: part-0 replaced after it was read, before the inputs are deleted.
+    w.put(&format!("{}part-0.parquet", cold(2)), &other);
+    let out = child.wait_with_output().unwrap();
+    let run = Run(out);
+    run.expect_code(1);
+    assert!(
+        run.stdout()
+            .contains("part-2.parquet: changed since it was listed"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        w.outputs(&cold(1)).is_empty(),
+        "hour 1 waits for the next run"
+    );
+    assert_eq!(w.files(&cold(1)).len(), 3);
+    let kept: Vec<String> = w
+        .files(&cold(2))
+        .into_iter()
+        .filter(|k| !k.contains("compacted-"))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            format!("{}part-0.parquet", cold(2)),
+            format!("{}part-new.parquet", cold(2))
+        ],
+        "the replaced and the new file are not deleted"
+    );
+    assert_eq!(w.outputs(&cold(2)).len(), 1);
+
+    let second = w.run(&["once"]);
+    second.expect_code(0);
+    let rows = |hour| -> i64 {
+        w.files(&cold(hour))
+            .iter()
+            .map(|k| rows_in(&w.path(k)))
+            .sum()
+    };
+    for hour in [1, 2] {
+        assert_eq!(w.files(&cold(hour)), w.outputs(&cold(hour)));
+    }
+    assert_eq!(rows(1), 8 + 8 + 2, "old part-0, part-1 and the new part-2");
+    assert_eq!(
+        rows(2),
+        3 * 8 + 2 + 2,
+        "the old three, the new part-0 and part-new"
+    );
+}
+
+/// A merged file damaged after some of its inputs were deleted holds the only copy of their
+/// rows: nothing may be deleted, and the run says which file is the problem.
+#[test]
+fn a_damaged_merged_file_whose_inputs_are_partly_gone_is_left_alone() {
+    let small = corpus("alltypes_plain.parquet");
+    let w = Warehouse::new("");
+    for i in 0..3 {
+        w.put(&format!("{}part-{i}.parquet", cold(1)), &small);
+    }
+    w.run_with_env(&["once"], &[("COMPACTOR_CRASH_AT", "mid-delete")])
+        .expect_killed();
+    let output = w.outputs(&cold(1)).pop().expect("the merged file");
+    let left = w.files(&cold(1));
+    assert_eq!(left.len(), 3, "the output and two inputs: {left:?}");
+    // Damage the merged file (a truncated copy of a Parquet file fails verification).
+    let bytes = std::fs::read(w.path(&output)).unwrap();
+    std::fs::write(w.path(&output), &bytes[..bytes.len() / 2]).unwrap();
+
+    let run = w.run(&["once"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout()
+            .contains(&format!("FAILED   {}: {output}", cold(1))),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(w.files(&cold(1)), left, "nothing deleted");
+}

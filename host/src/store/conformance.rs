@@ -1,5 +1,5 @@
 //! Checks every [`Store`] backend must pass. Each backend's tests call [`run_all`] against a
-//! real instance (a temp dir; later a real S3-compatible server on 127.0.0.1).
+//! real instance: a temp dir, and real S3-compatible servers on 127.0.0.1.
 
 use bytes::Bytes;
 
@@ -8,12 +8,26 @@ use super::{Store, StoreError};
 /// Keys with spaces, `=`, and non-ASCII, as hive partitions and real users produce them.
 const ODD_KEY: &str = "conf/dt=2026-11-20/région=Île de France/part 0.parquet";
 
-pub async fn run_all(store: &dyn Store) {
+/// What a backend under test can do; the suite skips the checks of what it lacks.
+#[derive(Debug, Clone, Copy)]
+pub struct Supports {
+    /// `If-Match` on GET and PUT (s3s-fs 0.14 ignores it).
+    pub if_match: bool,
+}
+
+impl Supports {
+    pub const ALL: Supports = Supports { if_match: true };
+}
+
+pub async fn run_all(store: &dyn Store, supports: Supports) {
     put_get_head_roundtrip(store).await;
     ranges(store).await;
     listing_is_one_sorted_level(store).await;
     put_replaces_whole_objects(store).await;
     put_if_absent_creates_once(store).await;
+    if supports.if_match {
+        conditional_reads_and_writes(store).await;
+    }
     delete_many_tolerates_missing_keys(store).await;
     missing_objects_are_not_found(store).await;
 }
@@ -106,6 +120,43 @@ async fn put_if_absent_creates_once(store: &dyn Store) {
             .expect("second")
     );
     assert_eq!(store.get(key).await.expect("get"), "one");
+}
+
+async fn conditional_reads_and_writes(store: &dyn Store) {
+    let key = "conf/cond";
+    write(store, key, b"v1").await;
+    let first = store.head(key).await.expect("head").etag;
+    assert_eq!(store.get_unchanged(key, &first).await.expect("get"), "v1");
+    assert!(
+        store
+            .put_if_match(key, Bytes::from_static(b"v2"), &first)
+            .await
+            .expect("put_if_match")
+    );
+    let second = store.head(key).await.expect("head").etag;
+    assert_ne!(first, second, "a write changes the ETag");
+    assert!(matches!(
+        store.get_unchanged(key, &first).await,
+        Err(StoreError::Changed { .. })
+    ));
+    assert!(
+        !store
+            .put_if_match(key, Bytes::from_static(b"v3"), &first)
+            .await
+            .expect("stale put_if_match"),
+        "a stale ETag must not overwrite"
+    );
+    assert_eq!(store.get(key).await.expect("get"), "v2");
+    assert!(
+        !store
+            .put_if_match("conf/cond-absent", Bytes::from_static(b"x"), &second)
+            .await
+            .expect("put_if_match on a missing key")
+    );
+    assert!(matches!(
+        store.get("conf/cond-absent").await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 async fn delete_many_tolerates_missing_keys(store: &dyn Store) {

@@ -48,6 +48,16 @@ impl LocalStore {
         remove_stale_files(&self.root.join(TMP_DIR), STALE_TMP_AGE, |_| true);
     }
 
+    /// The lock file that serializes conditional writes of `key`.
+    fn lock_path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        use sha2::{Digest, Sha256};
+        let dir = self.root.join(TMP_DIR).join("locks");
+        std::fs::create_dir_all(&dir).map_err(|e| backend_error(TMP_DIR, e))?;
+        let digest = Sha256::digest(key.as_bytes());
+        let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(dir.join(name))
+    }
+
     /// A fresh temporary path on the store's filesystem.
     fn temp_path(&self) -> Result<PathBuf, StoreError> {
         let dir = self.root.join(TMP_DIR);
@@ -82,6 +92,14 @@ fn backend_error(key: &str, e: std::io::Error) -> StoreError {
             message: e.to_string(),
         }
     }
+}
+
+/// The modification time an ETag of [`meta_of`] carries, in nanoseconds.
+fn etag_nanos(etag: &str) -> u64 {
+    etag.split('-')
+        .next()
+        .and_then(|n| u64::from_str_radix(n, 16).ok())
+        .unwrap_or(0)
 }
 
 fn meta_of(key: &str, md: &std::fs::Metadata) -> ObjectMeta {
@@ -206,6 +224,29 @@ impl Store for LocalStore {
         .await
     }
 
+    async fn get_unchanged(&self, key: &str, etag: &str) -> Result<Bytes, StoreError> {
+        let path = self.path(key)?;
+        let key = key.to_string();
+        let etag = etag.to_string();
+        blocking(move || {
+            let fail = |e| backend_error(&key, e);
+            let changed = || StoreError::Changed { key: key.clone() };
+            let mut file = std::fs::File::open(&path).map_err(fail)?;
+            // The open file is one version; its metadata before and after the read says
+            // whether that is the listed one and whether it was written to meanwhile.
+            if meta_of(&key, &file.metadata().map_err(fail)?).etag != etag {
+                return Err(changed());
+            }
+            let mut data = Vec::new();
+            file.read_to_end(&mut data).map_err(fail)?;
+            if meta_of(&key, &file.metadata().map_err(fail)?).etag != etag {
+                return Err(changed());
+            }
+            Ok(Bytes::from(data))
+        })
+        .await
+    }
+
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         let path = self.path(key)?;
         let key = key.to_string();
@@ -271,6 +312,45 @@ impl Store for LocalStore {
         .await
     }
 
+    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<bool, StoreError> {
+        let dest = self.path(key)?;
+        let tmp = self.temp_path()?;
+        let lock_path = self.lock_path(key)?;
+        let key = key.to_string();
+        let etag = etag.to_string();
+        blocking(move || {
+            let fail = |e| backend_error(&key, e);
+            // Writers of one key take turns (an OS file lock, so other processes too): the
+            // check and the replace are one step.
+            let lock = std::fs::File::create(&lock_path).map_err(fail)?;
+            lock.lock().map_err(fail)?;
+            let current = match std::fs::metadata(&dest) {
+                Ok(md) => meta_of(&key, &md),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(fail(e)),
+            };
+            if current.etag != etag {
+                return Ok(false);
+            }
+            let mut file = std::fs::File::create(&tmp).map_err(fail)?;
+            file.write_all(&data)
+                .and_then(|_| file.sync_all())
+                .map_err(fail)?;
+            // The ETag must change on every write; coarse file timestamps may not have moved.
+            if meta_of(&key, &file.metadata().map_err(fail)?).etag == etag {
+                let later = SystemTime::UNIX_EPOCH
+                    + Duration::from_nanos(etag_nanos(&etag).saturating_add(1_000));
+                file.set_modified(later).map_err(fail)?;
+            }
+            std::fs::rename(&tmp, &dest).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                fail(e)
+            })?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn delete_many(&self, keys: &[String]) -> Vec<(String, StoreError)> {
         let mut failed = Vec::new();
         for key in keys {
@@ -299,7 +379,7 @@ mod tests {
     async fn conformance_on_a_temp_dir() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::try_new(dir.path()).unwrap();
-        crate::store::conformance::run_all(&store).await;
+        crate::store::conformance::run_all(&store, crate::store::conformance::Supports::ALL).await;
     }
 
     #[tokio::test]

@@ -45,6 +45,8 @@ pub struct Listing {
 pub enum StoreError {
     #[error("{key}: no such object")]
     NotFound { key: String },
+    #[error("{key}: changed since it was listed")]
+    Changed { key: String },
     #[error("{key}: invalid key: {reason}")]
     InvalidKey { key: String, reason: &'static str },
     #[error("{key}: {backend} store: {message}")]
@@ -60,6 +62,7 @@ impl StoreError {
     pub fn reason(&self) -> String {
         match self {
             StoreError::NotFound { .. } => "no such object".into(),
+            StoreError::Changed { .. } => "changed since it was listed".into(),
             StoreError::InvalidKey { reason, .. } => format!("invalid key: {reason}"),
             StoreError::Backend {
                 backend, message, ..
@@ -127,6 +130,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The whole object.
     async fn get(&self, key: &str) -> Result<Bytes, StoreError>;
 
+    /// The whole object, only if its ETag is still `etag` (as listed); otherwise
+    /// [`StoreError::Changed`]. A merge reads exactly the version it planned with, so a file
+    /// replaced meanwhile never has its new rows merged and then kept as well.
+    async fn get_unchanged(&self, key: &str, etag: &str) -> Result<Bytes, StoreError>;
+
     /// Bytes `range` of the object (clamped to its end).
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError>;
 
@@ -136,6 +144,11 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Writes `data` to `key` only if no object exists there; `Ok(false)` when one did.
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError>;
+
+    /// Replaces the object at `key` with `data` only if its ETag is `etag`; `Ok(false)` when it
+    /// has another one or is gone. Every successful write changes the ETag. With
+    /// [`Store::put_if_absent`], what leases are built on.
+    async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<bool, StoreError>;
 
     /// Deletes the keys; missing keys count as deleted. Returns the keys that failed, with why.
     async fn delete_many(&self, keys: &[String]) -> Vec<(String, StoreError)>;
