@@ -96,7 +96,7 @@ fn files_replaced_or_added_during_a_merge_are_never_lost() {
         }
     }
     // Each input takes 1.5 s to arrive: the merges run for about 5 s.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_compactor"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_compactor"))
         .arg("--config")
         .arg(&w.config)
         .args(["--now", NOW, "once"])
