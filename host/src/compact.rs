@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::config::MergeConfig;
 use crate::crash::CrashPoint;
 use crate::journal::{self, Journal, JournalInput};
+use crate::lease::{self, Acquired, Lease};
 use crate::merge::MergeError;
 use crate::merge::footer::{InputFile, read_input};
 use crate::merge::rewrite::{MergeStats, merge_to_file};
@@ -73,6 +74,8 @@ pub async fn execute(
     let memory = MemoryBudget::new(cfg.memory_budget_bytes);
     let ctx = Ctx {
         store: store.as_ref(),
+        shared_store: &store,
+        lease: None,
         cfg,
         progress: &progress,
         crash: CrashPoint::from_env(),
@@ -135,21 +138,104 @@ pub async fn execute(
 /// run's summary.
 async fn execute_partition(ctx: &Ctx<'_>, p: &PartitionPlan) -> RunSummary {
     let started = Instant::now();
-    let summary = execute_partition_steps(ctx, p).await;
+    let summary = execute_partition_leased(ctx, p).await;
     crate::metrics::global()
         .partition_duration
         .observe(started.elapsed().as_secs_f64());
     summary
 }
 
-async fn execute_partition_steps(ctx: &Ctx<'_>, p: &PartitionPlan) -> RunSummary {
-    let (store, stop) = (ctx.store, ctx.stop);
+/// With `[leases]` on, takes the partition's lease before any work (another replica holding it
+/// means: skip it) and checks that the partition is still as planned.
+async fn execute_partition_leased(ctx: &Ctx<'_>, p: &PartitionPlan) -> RunSummary {
     let mut summary = RunSummary::default();
     let prefix = p.partition.prefix.as_str();
-    if stop.is_draining() {
+    if ctx.stop.is_draining() {
         summary.skip(SHUTDOWN, format!("{prefix}: not started (shutting down)"));
         return summary;
     }
+    let has_work = !p.recoveries.is_empty() || matches!(p.action, Action::Compact { .. });
+    let Some(settings) = ctx.cfg.leases.as_ref().filter(|_| has_work) else {
+        return execute_partition_steps(ctx, p).await;
+    };
+    let lease = match lease::acquire(ctx.shared_store.clone(), prefix, settings).await {
+        Ok(Acquired::Yes(lease)) => lease,
+        Ok(Acquired::HeldBy { owner, until_ms }) => {
+            let until = until_ms.map_or(String::new(), |ms| {
+                format!(" for {}s more", (ms - crate::app::now_ms()).max(0) / 1000)
+            });
+            tracing::info!("leased by {owner}{until}; left to it");
+            summary.skip(
+                LEASED,
+                format!("{prefix}: being compacted by {owner}{until}"),
+            );
+            return summary;
+        }
+        Err(e) => {
+            summary.fail(format!("{prefix}: cannot take the partition's lease: {e}"));
+            return summary;
+        }
+    };
+    let partial = match still_as_planned(ctx.store, p).await {
+        Ok(()) => {
+            execute_partition_steps(
+                &Ctx {
+                    lease: Some(&lease),
+                    ..*ctx
+                },
+                p,
+            )
+            .await
+        }
+        Err(why) => {
+            tracing::info!("{why}");
+            let mut s = RunSummary::default();
+            s.skip(LEASED, format!("{prefix}: {why}"));
+            s
+        }
+    };
+    lease.release(ctx.store).await;
+    partial
+}
+
+/// Whether every file the plan for `p` relies on is still there, unchanged. Another replica may
+/// have compacted the partition between our listing and our lease.
+async fn still_as_planned(store: &dyn Store, p: &PartitionPlan) -> Result<(), String> {
+    let now = store
+        .list(&p.partition.prefix)
+        .await
+        .map_err(|e| format!("listing it again failed: {e}"))?
+        .objects;
+    let unchanged = |m: &ObjectMeta| now.iter().any(|o| o.key == m.key && o.etag == m.etag);
+    let exists = |key: &str| now.iter().any(|o| o.key == key);
+    let inputs_ok = match &p.action {
+        Action::Compact { groups } => groups.iter().flat_map(|g| &g.inputs).all(unchanged),
+        _ => true,
+    };
+    let recoveries_ok = p
+        .recoveries
+        .iter()
+        .all(|r| r.keys().into_iter().all(exists));
+    if inputs_ok && recoveries_ok {
+        Ok(())
+    } else {
+        Err("changed since it was planned (another replica's work); planned afresh next run".into())
+    }
+}
+
+fn lease_lost(ctx: &Ctx<'_>, before: &str) -> Result<(), MergeError> {
+    match ctx.lease {
+        Some(lease) if !lease.held() => Err(MergeError::LeaseLost {
+            before: before.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+async fn execute_partition_steps(ctx: &Ctx<'_>, p: &PartitionPlan) -> RunSummary {
+    let store = ctx.store;
+    let mut summary = RunSummary::default();
+    let prefix = p.partition.prefix.as_str();
     let mut recovery_failed = false;
     for recovery in &p.recoveries {
         if let (Some(CrashPoint::MidRecovery), journal::Recovery::RollForward { delete, .. }) =
@@ -158,6 +244,10 @@ async fn execute_partition_steps(ctx: &Ctx<'_>, p: &PartitionPlan) -> RunSummary
         {
             let _ = store.delete_many(std::slice::from_ref(first)).await;
             CrashPoint::MidRecovery.hit(ctx.crash);
+        }
+        if let Err(e) = lease_lost(ctx, "finishing an earlier commit") {
+            summary.fail(format!("{prefix}: {e}"));
+            return summary;
         }
         match journal::apply(store, recovery).await {
             Ok(n) => {
@@ -189,7 +279,7 @@ async fn execute_partition_steps(ctx: &Ctx<'_>, p: &PartitionPlan) -> RunSummary
             let (mut merged_any, mut failed_any) = (false, false);
             let mut abandoned = false;
             for group in groups {
-                if stop.is_draining() {
+                if ctx.stop.is_draining() {
                     abandoned = true;
                     break;
                 }
@@ -251,6 +341,10 @@ async fn execute_partition_steps(ctx: &Ctx<'_>, p: &PartitionPlan) -> RunSummary
 #[derive(Clone, Copy)]
 struct Ctx<'a> {
     store: &'a dyn Store,
+    /// The same store, for tasks that outlive a borrow (lease renewal).
+    shared_store: &'a Arc<dyn Store>,
+    /// The partition's lease, when `[leases]` is on and it is being worked on.
+    lease: Option<&'a Lease>,
     cfg: &'a MergeConfig,
     progress: &'a ProgressBar,
     crash: Option<CrashPoint>,
@@ -306,6 +400,9 @@ impl MemoryBudget {
 
 /// Names of merged files being written in the work directory start with this.
 const SPOOL_PREFIX: &str = "compactor-";
+
+/// The skip class of partitions another replica holds (or just compacted).
+pub const LEASED: &str = "leased";
 
 /// The skip class of work cut short by a shutdown.
 pub const SHUTDOWN: &str = "shutdown";
@@ -369,6 +466,7 @@ async fn commit_set(
         crash,
         stop,
         memory,
+        ..
     } = *ctx;
     let metas: Vec<ObjectMeta> = inputs.iter().map(|i| i.meta.clone()).collect();
     let output = journal::output_key(prefix, &metas);
@@ -455,6 +553,7 @@ async fn commit_set(
     let stats = stats?;
     CrashPoint::AfterMerge.hit(crash);
 
+    lease_lost(ctx, "uploading")?;
     let uploaded = store.put_file(&output, spool.path()).await?;
     if let Err(reason) = journal::verify_output(store, &uploaded, &journal).await {
         // Roll back: the inputs stay, the bad output goes.
@@ -481,6 +580,7 @@ async fn commit_set(
             None => tracing::warn!(file = %meta.key, "gone before it could be deleted"),
         }
     }
+    lease_lost(ctx, "deleting inputs")?;
     if crash == Some(CrashPoint::MidDelete)
         && let Some(first) = unchanged.first()
     {

@@ -27,7 +27,33 @@ pub struct RawConfig {
     #[serde(default)]
     pub daemon: RawDaemon,
     #[serde(default)]
+    pub leases: RawLeases,
+    #[serde(default)]
     pub tables: Vec<RawTable>,
+}
+
+/// Several compactor processes on one bucket: each partition is leased to one at a time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLeases {
+    #[serde(default)]
+    pub enabled: bool,
+    /// How long a lease lasts without renewal (a live holder renews every third of it).
+    #[serde(default = "default_lease_ttl")]
+    pub ttl: String,
+}
+
+impl Default for RawLeases {
+    fn default() -> Self {
+        RawLeases {
+            enabled: false,
+            ttl: default_lease_ttl(),
+        }
+    }
+}
+
+fn default_lease_ttl() -> String {
+    "10m".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +262,8 @@ pub struct MergeConfig {
     pub stale_upload_after_ms: i64,
     /// Memory the merges in flight may use together.
     pub memory_budget_bytes: u64,
+    /// Per-partition leases (`[leases] enabled`), for several processes on one bucket.
+    pub leases: Option<crate::lease::LeaseSettings>,
 }
 
 impl Default for MergeConfig {
@@ -249,6 +277,7 @@ impl Default for MergeConfig {
             parallelism: cpu_count(),
             stale_upload_after_ms: 3_600_000,
             memory_budget_bytes: 2 << 30,
+            leases: None,
         }
     }
 }
@@ -342,6 +371,7 @@ impl Config {
                 n => n,
             },
             memory_budget_bytes,
+            leases: parse_leases(&raw.leases).map_err(fail)?,
             stale_upload_after_ms: compactor_plugin_sdk::parse_duration_ms(
                 &raw.merge.stale_upload_after,
             )
@@ -427,6 +457,17 @@ impl Config {
             tables,
         })
     }
+}
+
+fn parse_leases(raw: &RawLeases) -> Result<Option<crate::lease::LeaseSettings>, String> {
+    let ttl_ms = compactor_plugin_sdk::parse_duration_ms(&raw.ttl)
+        .map_err(|e| format!("[leases] ttl = {:?}: {e}", raw.ttl))?;
+    if ttl_ms < 1000 {
+        return Err(format!("[leases] ttl = {:?}: at least 1s", raw.ttl));
+    }
+    Ok(raw
+        .enabled
+        .then(|| crate::lease::LeaseSettings::new(Duration::from_millis(ttl_ms as u64))))
 }
 
 fn parse_daemon(raw: &RawDaemon) -> Result<DaemonConfig, String> {
@@ -718,6 +759,10 @@ min_files = 2
             (
                 format!("{MINIMAL}[daemon]\nintervall = \"1h\"\n"),
                 "intervall",
+            ),
+            (
+                format!("{MINIMAL}[leases]\nenabled = true\nttl = \"10ms\"\n"),
+                "[leases] ttl",
             ),
         ];
         for (text, needle) in cases {

@@ -17,6 +17,7 @@ pub mod demo;
 pub mod http;
 pub mod journal;
 pub mod layout;
+pub mod lease;
 pub mod merge;
 pub mod metrics;
 pub mod plan;

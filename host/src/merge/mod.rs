@@ -47,6 +47,13 @@ pub enum MergeError {
         reason: String,
         count: usize,
     },
+    /// The partition's lease was lost (renewal failed, or it expired): another replica may
+    /// take the partition over, so this one stops before the next step.
+    #[error(
+        "the partition's lease was lost (not renewed in time); stopped before {before}, \
+         the next run finishes the work"
+    )]
+    LeaseLost { before: String },
     /// A shutdown's grace period ended while this merge was being written; nothing was
     /// uploaded and no input deleted.
     #[error("abandoned at shutdown before upload; its files were left in place")]
