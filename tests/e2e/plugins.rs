@@ -18,6 +18,11 @@ const CONTAINED: &[(&str, &str)] = &[
     ),
     ("empty-group", "invalid answer: group 0 has no files"),
     ("huge-target", "invalid answer: group 0 has target size"),
+    ("recursion", "plan: trapped"),
+    (
+        "gigantic-groups",
+        "invalid answer: group 0 names file index 2, but only 2 files were given",
+    ),
 ];
 
 #[test]
@@ -206,4 +211,56 @@ fn plugin_check_reports_each_scenario() {
         "{}",
         run.stderr()
     );
+}
+
+/// Issue 6: how each misbehaviour is stopped, and how long that takes (`plugin check` times
+/// every scenario). Limits per call: 2e9 instructions of fuel, 64 MiB of memory.
+#[test]
+fn each_misbehaviour_is_stopped_within_its_limits() {
+    let w = Warehouse::new("");
+    let cases: &[(&str, bool, &str)] = &[
+        ("loop", false, "fuel limit"),
+        ("memory", false, "memory limit"),
+        ("recursion", false, "trapped"),
+        ("trap", false, "trapped"),
+        ("gigantic-groups", false, "invalid answer"),
+        ("gigantic-reason", true, "bytes, cut"),
+        ("slow", true, "compact 1 group"),
+        ("escape", true, "net=Err"),
+    ];
+    let mut report = String::from("mode             slowest scenario\n");
+    for &(mode, passes, needle) in cases {
+        let setting = format!("mode={mode}");
+        let run = w.run(&[
+            "plugin",
+            "check",
+            hostile_plugin(),
+            "--setting",
+            &setting,
+            "--json",
+        ]);
+        run.expect_code(if passes { 0 } else { 1 });
+        let json: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+        let scenarios = json["scenarios"].as_array().unwrap();
+        let detail: Vec<&str> = scenarios
+            .iter()
+            .map(|s| s["detail"].as_str().unwrap())
+            .collect();
+        assert!(
+            detail.iter().any(|d| d.contains(needle)),
+            "{mode}: {needle:?} not in {detail:#?}"
+        );
+        assert!(
+            detail.iter().all(|d| d.len() < 2000),
+            "{mode}: answers are cut for reports"
+        );
+        let slowest = scenarios
+            .iter()
+            .map(|s| s["millis"].as_u64().unwrap())
+            .max()
+            .unwrap();
+        assert!(slowest < 15_000, "{mode}: a scenario took {slowest} ms");
+        report += &format!("{mode:<16} {slowest:>6} ms\n");
+    }
+    eprintln!("{report}");
 }

@@ -16,6 +16,9 @@ use super::{Decision, PolicyError, validate};
 use crate::layout::Partition;
 use crate::store::ObjectMeta;
 
+/// Skip reasons longer than this are cut.
+const MAX_REASON_BYTES: usize = 500;
+
 /// Resource limits for one plugin call.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -216,6 +219,21 @@ impl PolicyPlugin {
                 .call_plan(store, &p, &wit_files, now_ms)
                 .map(v0_1_0::decision)
         })?;
+        // A skip reason ends up in logs and summaries: keep a gigantic one readable.
+        let decision = match decision {
+            Decision::Skip(reason) if reason.len() > MAX_REASON_BYTES => {
+                let mut cut = MAX_REASON_BYTES;
+                while !reason.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                Decision::Skip(format!(
+                    "{}... ({} bytes, cut)",
+                    &reason[..cut],
+                    reason.len()
+                ))
+            }
+            other => other,
+        };
         validate(&decision, files.len()).map_err(|reason| PolicyError::InvalidAnswer {
             plugin: self.name.clone(),
             version: self.version.clone(),
@@ -308,6 +326,12 @@ impl PolicyPlugin {
                 self.limits.fuel
             ),
             Some(Trap::UnreachableCodeReached) => "trapped (the plugin panicked or aborted)".into(),
+            Some(Trap::StackOverflow) => {
+                "trapped: call stack exhausted (recursion too deep)".into()
+            }
+            Some(Trap::MemoryOutOfBounds) => {
+                "trapped: out-of-bounds memory access (a bug, or its stack overflowed)".into()
+            }
             Some(trap) if e.to_string().contains("memory") || *trap == Trap::AllocationTooLarge => {
                 format!(
                     "stopped at the memory limit of {} MiB",

@@ -8,6 +8,9 @@
 //! | `memory` | allocates until something stops it |
 //! | `trap` | panics |
 //! | `out-of-range`, `duplicate`, `empty-group`, `huge-target` | answers nonsense |
+//! | `recursion` | recurses without end |
+//! | `gigantic-reason`, `gigantic-groups` | answers with 40 MiB of skip reason / 4 million file indices |
+//! | `slow` | legal, after burning about half of its fuel |
 //! | `escape` | tries to read a file, the environment and the network, reports what it saw |
 //! | `configure-error` | refuses its settings |
 #![cfg(target_arch = "wasm32")]
@@ -95,6 +98,27 @@ impl Guest for Hostile {
                 target_size: 1 << 27,
             }]),
             "huge-target" => all(u64::MAX),
+            "recursion" => Decision::Skip(format!("depth {}", deep(u64::MAX))),
+            // 40 MiB of skip reason, under the 64 MiB memory cap.
+            "gigantic-reason" => Decision::Skip("x".repeat(40 << 20)),
+            // Four million file indices (16 MiB) for a partition of a few files.
+            "gigantic-groups" => Decision::Compact(vec![Group {
+                files: (0..4_000_000).collect(),
+                target_size: 1 << 27,
+            }]),
+            // Legal, but burns about half of the fuel (2e9 instructions) first.
+            "slow" => {
+                let mut x: u64 = 0;
+                for i in 0..80_000_000u64 {
+                    x = std::hint::black_box(x.wrapping_add(i));
+                }
+                log(Level::Debug, &format!("slow: {x}"));
+                if n < 2 {
+                    Decision::Skip("too few files to merge".into())
+                } else {
+                    all(1 << 27)
+                }
+            }
             "escape" => {
                 let file = std::fs::read_to_string("/etc/passwd").map(|s| s.len());
                 let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
@@ -106,6 +130,15 @@ impl Guest for Hostile {
             _ if n < 2 => Decision::Skip("too few files to merge".into()),
             _ => all(1 << 27),
         }
+    }
+}
+
+/// Recursion without end (the black box keeps it from becoming a loop).
+fn deep(n: u64) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        1 + deep(std::hint::black_box(n - 1))
     }
 }
 
