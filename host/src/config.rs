@@ -794,6 +794,34 @@ min_files = 2
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Issue 6: the config parser, fuzzed with text that looks like our TOML. It never
+        /// panics, and every refusal names the file.
+        #[test]
+        fn any_text_is_parsed_or_refused_with_the_file_named(
+            text in "(\\[\\[?(store|merge|daemon|leases|tables|tables\\.settings)\\]\\]?\n|\
+                      (url|prefix|name|plugin|interval|ttl|enabled|compression|row_group_size|\
+                      memory_budget|batch_rows|parallelism|metrics_addr|offset|align|endpoint|\
+                      timeout|max_attempts) = (\"[a-z0-9:/._()-]{0,20}\"|-?[0-9]{1,20}|true)\n){0,20}",
+        ) {
+            if let Err(e) = parse(&text) {
+                proptest::prop_assert!(e.to_string().starts_with("/etc/compactor/config.toml"));
+            }
+        }
+
+        /// Every mutation of one byte of a valid config is parsed or refused, never a panic.
+        #[test]
+        fn one_changed_byte_never_panics(at in 0usize..MINIMAL.len(), byte in 0u8..128) {
+            let mut bytes = MINIMAL.as_bytes().to_vec();
+            bytes[at] = byte;
+            if let Ok(text) = String::from_utf8(bytes) {
+                let _ = parse(&text);
+            }
+        }
+    }
+
     #[test]
     fn compression_names() {
         assert!(matches!(

@@ -265,3 +265,46 @@ fn heavy_file_is_refused_within_bounded_memory() {
     );
     assert_eq!(w.files(&prefix).len(), 2);
 }
+
+/// Issue 6: data pages that fail to decompress, behind a valid footer. The file is refused by
+/// name when its rows are decoded, its group's files stay, and the neighbour is compacted.
+#[test]
+fn pages_that_fail_to_decompress_are_refused_and_nothing_is_deleted() {
+    let good = corpus("alltypes_plain.snappy.parquet");
+    let bytes = std::fs::read(&good).unwrap();
+    // Garble the middle of the data (after the leading magic, well before the footer).
+    let footer_len =
+        u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+    let data_end = bytes.len() - 8 - footer_len as usize;
+    let mut garbled = bytes.clone();
+    for b in &mut garbled[4 + (data_end - 4) / 4..4 + 3 * (data_end - 4) / 4] {
+        *b ^= 0x5a;
+    }
+    let w = Warehouse::new("");
+    let bad_dir = w.base.join("src");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    let bad = bad_dir.join("garbled.parquet");
+    std::fs::write(&bad, &garbled).unwrap();
+    w.put(&format!("{}part-0.parquet", cold(1)), &good);
+    w.put(&format!("{}part-1.parquet", cold(1)), &bad);
+    w.put(&format!("{}part-0.parquet", cold(2)), &good);
+    w.put(&format!("{}part-1.parquet", cold(2)), &good);
+
+    let run = w.run(&["once"]);
+    run.expect_code(1);
+    let out = run.stdout();
+    let failed = out
+        .lines()
+        .find(|l| l.contains("FAILED"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        failed.contains(&format!("{}part-1.parquet", cold(1))),
+        "{failed}"
+    );
+    assert_eq!(w.files(&cold(1)).len(), 2, "nothing deleted");
+    assert_eq!(
+        std::fs::read(w.path(&format!("{}part-1.parquet", cold(1)))).unwrap(),
+        garbled
+    );
+    assert_eq!(w.outputs(&cold(2)).len(), 1, "the neighbour is compacted");
+}

@@ -85,6 +85,53 @@ pub fn validate(decision: &Decision, file_count: usize) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// What a valid answer is, written independently of [`validate`].
+    fn is_valid(groups: &[Group], file_count: usize) -> bool {
+        let mut all: Vec<u32> = groups.iter().flat_map(|g| g.files.clone()).collect();
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        groups.iter().all(|g| {
+            !g.files.is_empty() && (MIN_TARGET_SIZE..=MAX_TARGET_SIZE).contains(&g.target_size)
+        }) && all.len() == n
+            && all.iter().all(|&i| (i as usize) < file_count)
+    }
+
+    fn target() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0u64),
+            Just(MIN_TARGET_SIZE),
+            Just(MAX_TARGET_SIZE),
+            Just(MAX_TARGET_SIZE + 1),
+            Just(u64::MAX),
+            MIN_TARGET_SIZE..=MAX_TARGET_SIZE,
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Issue 6: plugin answers, fuzzed. `validate` accepts exactly the valid ones and
+        /// never panics, whatever the indices, duplicates, empty groups and targets.
+        #[test]
+        fn validation_accepts_exactly_the_valid_answers(
+            file_count in 0usize..40,
+            raw in prop::collection::vec(
+                (prop::collection::vec(prop_oneof![0u32..45, Just(u32::MAX)], 0..8), target()),
+                0..8,
+            ),
+        ) {
+            let groups: Vec<Group> = raw
+                .into_iter()
+                .map(|(files, target_size)| Group { files, target_size })
+                .collect();
+            let valid = is_valid(&groups, file_count);
+            let verdict = validate(&Decision::Compact(groups), file_count);
+            prop_assert_eq!(verdict.is_ok(), valid, "{:?}", verdict);
+        }
+    }
 
     fn compact(groups: &[(&[u32], u64)]) -> Decision {
         Decision::Compact(
