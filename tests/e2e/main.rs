@@ -12,4 +12,5 @@ mod drift;
 mod lifecycle;
 mod plugins;
 mod s3;
+mod soak;
 mod util;
