@@ -13,6 +13,8 @@ use bytes::Bytes;
 #[cfg(test)]
 pub mod conformance;
 pub mod fault_proxy;
+#[cfg(test)]
+pub mod faulty;
 pub mod local;
 pub mod s3;
 pub mod test_server;
