@@ -211,6 +211,7 @@ fn crash_between_upload_and_delete_is_finished(w: S3Warehouse) {
 /// A distinctive secret appears in no output at any log level, the SDK's included.
 #[test]
 fn the_secret_key_is_never_printed() {
+    // Logs at every level, errors, the summary and the metrics file.
     let w = S3Warehouse::new();
     for i in 0..2 {
         w.put(
@@ -223,9 +224,16 @@ fn the_secret_key_is_never_printed() {
     // Every level from our code, the AWS SDK and the HTTP stack; the wasm compiler's own
     // trace (which never sees credentials) is muted to keep the test fast.
     env.push(("RUST_LOG", "trace,cranelift_codegen=off,cranelift_frontend=off,regalloc2=off,wasmtime_cranelift=off,wasmtime_environ=off,wasmtime=off"));
-    for args in [&["-vv", "once"][..], &["plan", "--json"][..]] {
+    let metrics = w.config.parent().unwrap().join("metrics.prom");
+    let metrics_arg = metrics.to_str().unwrap();
+    for args in [
+        &["-vv", "once", "--metrics-file", metrics_arg][..],
+        &["plan", "--json"][..],
+    ] {
         let run = run_compactor(&w.config, args, &env);
-        let all = format!("{}{}", run.stdout(), run.stderr());
+        let mut all = format!("{}{}", run.stdout(), run.stderr());
+        // Metrics too (issue 6).
+        all += &std::fs::read_to_string(&metrics).unwrap_or_default();
         assert!(
             all.contains("aws_smithy") || all.contains("aws_sigv4"),
             "the SDK's trace is in: {}",
@@ -240,6 +248,7 @@ fn the_secret_key_is_never_printed() {
             "part of the secret appeared in {args:?}"
         );
     }
+    assert!(metrics.is_file(), "the metrics file was checked");
 }
 
 /// A partition of 1,000 small files: compacted into one, every row kept, and the S3 requests
