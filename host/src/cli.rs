@@ -64,6 +64,10 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Dry run: show what `once` would do. Reads listings and footers, writes nothing.
     Plan(PlanArgs),
+    /// Merge the Parquet files of every directory under IN_DIR into files of about the target
+    /// size, written under the same relative paths in OUT_DIR: the engine of `once`, with no
+    /// policy, journal or deletes (inputs are only read). Needs no config file.
+    Merge(MergeArgs),
     /// Work with policy plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -78,6 +82,31 @@ pub struct OnceArgs {
     /// node_exporter's textfile collector).
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Outputs aim at this size and land between it and twice it when the data allows
+    /// (bytes, or with a unit: 128MiB, 1GB).
+    #[arg(long, default_value = "128MiB", value_parser = parse_size_arg)]
+    pub target_bytes: u64,
+    /// zstd, zstd(LEVEL), snappy, lz4, gzip or none.
+    #[arg(long, default_value = "zstd(3)")]
+    pub compression: String,
+    /// Row groups are cut at this encoded size.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size_arg)]
+    pub row_group_size: u64,
+    /// Directories merged at once (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub parallelism: usize,
+    /// The directory tree to read.
+    pub input: PathBuf,
+    /// Where the merged files go (created if missing).
+    pub output: PathBuf,
+}
+
+fn parse_size_arg(text: &str) -> Result<u64, String> {
+    compactor_plugin_sdk::parse_size(text)
 }
 
 #[derive(Debug, Args)]

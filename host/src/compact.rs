@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::Instrument;
@@ -16,18 +15,25 @@ use crate::journal::{self, Journal, JournalInput};
 use crate::lease::{self, Acquired, Lease};
 use crate::merge::MergeError;
 use crate::merge::footer::{InputFile, read_input};
-use crate::merge::rewrite::{MergeStats, merge_to_file};
+use crate::merge::rewrite::MergeStats;
+use crate::merge::spool::{SPOOL_PREFIX, merge_to_spool};
 use crate::merge::schema::split_compatible;
 use crate::plan::{Action, CompactionPlan, GroupPlan, PartitionPlan};
 use crate::shutdown::{Phase, Stop};
 use crate::store::{ObjectMeta, Store};
 use crate::summary::RunSummary;
 
-/// Test hook: `COMPACTOR_TEST_SLOW_FETCH_MS` delays each input's download, so tests can stop
-/// the process while a merge is in flight.
-fn slow_fetch() -> Option<std::time::Duration> {
-    let ms = std::env::var("COMPACTOR_TEST_SLOW_FETCH_MS").ok()?;
-    ms.parse().ok().map(std::time::Duration::from_millis)
+/// A progress bar over `total_bytes` of input on stderr; hidden when stderr is no terminal.
+pub fn progress_bar(total_bytes: u64) -> ProgressBar {
+    let progress = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    progress.enable_steady_tick(std::time::Duration::from_millis(120));
+    progress
 }
 
 /// The class a policy's skip reason is counted under (metric label `reason`): `hot` when it
@@ -63,14 +69,7 @@ pub async fn execute(
             _ => None,
         })
         .sum();
-    let progress = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
-    progress.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    progress.enable_steady_tick(std::time::Duration::from_millis(120));
+    let progress = progress_bar(total_bytes);
     let memory = MemoryBudget::new(cfg.memory_budget_bytes);
     let ctx = Ctx {
         store: store.as_ref(),
@@ -398,9 +397,6 @@ impl MemoryBudget {
     }
 }
 
-/// Names of merged files being written in the work directory start with this.
-const SPOOL_PREFIX: &str = "compactor-";
-
 /// The skip class of partitions another replica holds (or just compacted).
 pub const LEASED: &str = "leased";
 
@@ -489,68 +485,21 @@ async fn commit_set(
         permit = memory.reserve(inputs, cfg) => permit,
         () = stop.reached(Phase::Abandoning) => return Err(MergeError::Abandoned),
     };
-    std::fs::create_dir_all(&cfg.work_dir)
-        .map_err(|e| MergeError::Write(format!("work dir {}: {e}", cfg.work_dir.display())))?;
-    let spool = tempfile::Builder::new()
-        .prefix(SPOOL_PREFIX)
-        .suffix(".parquet")
-        .tempfile_in(&cfg.work_dir)
-        .map_err(|e| MergeError::Write(format!("work dir {}: {e}", cfg.work_dir.display())))?;
-
-    // Fetch inputs one ahead of the decoder: memory holds at most two input files.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, MergeError>>(1);
-    let slow = slow_fetch();
-    let fetch = async {
-        for meta in &metas {
-            if let Some(delay) = slow {
-                tokio::time::sleep(delay).await;
-            }
-            // Exactly the version that was listed and planned with (its footer read).
-            let data = store
-                .get_unchanged(&meta.key, &meta.etag)
-                .await
-                .map_err(MergeError::from);
-            let failed = data.is_err();
-            if tx.send(data).await.is_err() || failed {
-                break;
-            }
-        }
-        drop(tx);
-    };
-    let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut merge = {
-        let inputs = inputs.to_vec();
-        let cfg = cfg.clone();
-        let kv = vec![journal.to_key_value()];
+    let on_progress = {
         let progress = progress.clone();
-        let cancelled = cancelled.clone();
-        // The temporary file travels with the merge thread, which removes it when it ends.
-        tokio::task::spawn_blocking(move || {
-            let mut next = || {
-                if cancelled.load(std::sync::atomic::Ordering::SeqCst) {
-                    return Some(Err(MergeError::Abandoned));
-                }
-                rx.blocking_recv()
-            };
-            let stats = merge_to_file(&inputs, schema, &mut next, &cfg, kv, spool.path(), &|b| {
-                progress.inc(b)
-            });
-            (spool, stats)
-        })
+        Arc::new(move |bytes| progress.inc(bytes))
     };
-    let merged = tokio::select! {
-        ((), merged) = async { tokio::join!(fetch, &mut merge) } => merged,
-        () = stop.reached(Phase::Abandoning) => {
-            // Nothing is uploaded. The merge thread stops at its next input (the fetch is
-            // gone); wait for it, so its temporary file is removed before the process exits.
-            cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
-            let _ = merge.await;
-            return Err(MergeError::Abandoned);
-        }
-    };
-    let (spool, stats) =
-        merged.map_err(|e| MergeError::Write(format!("merge task failed: {e}")))?;
-    let stats = stats?;
+    let (spool, stats) = merge_to_spool(
+        store,
+        inputs,
+        schema,
+        cfg,
+        vec![journal.to_key_value()],
+        &cfg.work_dir,
+        on_progress,
+        stop,
+    )
+    .await?;
     CrashPoint::AfterMerge.hit(crash);
 
     lease_lost(ctx, "uploading")?;

@@ -19,6 +19,7 @@ pub mod journal;
 pub mod layout;
 pub mod lease;
 pub mod merge;
+pub mod merge_dir;
 pub mod metrics;
 pub mod plan;
 pub mod policy;

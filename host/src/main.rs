@@ -157,6 +157,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .any(|p| matches!(p.action, compactor::plan::Action::Failed { .. }));
             Ok(u8::from(failed))
         }
+        Command::Merge(args) => {
+            let defaults = compactor::config::MergeConfig::default();
+            let cfg = compactor::config::MergeConfig {
+                compression: compactor::config::parse_compression(&args.compression)
+                    .map_err(|e| UsageError(format!("--compression {:?}: {e}", args.compression)))?,
+                row_group_bytes: args.row_group_size.max(1024),
+                parallelism: match args.parallelism {
+                    0 => defaults.parallelism,
+                    n => n,
+                },
+                ..defaults
+            };
+            let summary =
+                compactor::merge_dir::merge_dir(&args.input, &args.output, args.target_bytes, &cfg)
+                    .await?;
+            out!("{summary}");
+            Ok(0)
+        }
         Command::Plugin(PluginCommand::Check(args)) => {
             let source = if args.file == "default" {
                 PluginSource::Embedded

@@ -10,6 +10,7 @@ mod crash;
 mod daemon;
 mod drift;
 mod lifecycle;
+mod merge_dir;
 mod plugins;
 mod s3;
 mod soak;

@@ -6,6 +6,7 @@
 pub mod footer;
 pub mod rewrite;
 pub mod schema;
+pub mod spool;
 
 use crate::store::StoreError;
 

@@ -1,0 +1,176 @@
+//! `compactor merge IN_DIR OUT_DIR`: the merge engine on a plain directory tree, with no policy,
+//! journal or deletes. The Parquet files of every directory under `IN_DIR` are cut into runs of
+//! about the target size (the default policy's even split: each output lands between the target
+//! and twice it when the data allows) and each run is merged into one file under the same
+//! relative path in `OUT_DIR`. A tool on its own, and what the benchmark harness runs; the
+//! engine is exactly the one `once` uses.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+
+use crate::config::MergeConfig;
+use crate::layout::is_data_file;
+use crate::merge::footer::{InputFile, read_input};
+use crate::merge::schema::split_compatible;
+use crate::merge::spool::merge_to_spool;
+use crate::shutdown::Stop;
+use crate::store::{LocalStore, ObjectMeta, Store};
+
+/// What `compactor merge` did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct MergeDirSummary {
+    pub directories: u64,
+    pub files_in: u64,
+    pub bytes_in: u64,
+    pub files_out: u64,
+    pub bytes_out: u64,
+    pub rows: u64,
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for MergeDirSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::summary::human_bytes;
+        writeln!(
+            f,
+            "merged {} files ({}) in {} director{} into {} files ({}), {} rows, {:.2}s",
+            self.files_in,
+            human_bytes(self.bytes_in),
+            self.directories,
+            if self.directories == 1 { "y" } else { "ies" },
+            self.files_out,
+            human_bytes(self.bytes_out),
+            self.rows,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Every directory (as a store prefix) under the store's root with its data files.
+async fn directories(store: &dyn Store) -> anyhow::Result<Vec<(String, Vec<ObjectMeta>)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![String::new()];
+    while let Some(prefix) = stack.pop() {
+        let listing = store.list(&prefix).await?;
+        stack.extend(listing.prefixes.into_iter().rev());
+        let files: Vec<ObjectMeta> = listing
+            .objects
+            .into_iter()
+            .filter(|o| is_data_file(&o.key))
+            .collect();
+        if !files.is_empty() {
+            out.push((prefix, files));
+        }
+    }
+    Ok(out)
+}
+
+/// One output file's worth of inputs.
+struct Job {
+    prefix: String,
+    inputs: Vec<ObjectMeta>,
+    /// Its number within the directory, for the output's name.
+    number: usize,
+}
+
+pub async fn merge_dir(
+    input: &Path,
+    output: &Path,
+    target_bytes: u64,
+    cfg: &MergeConfig,
+) -> anyhow::Result<MergeDirSummary> {
+    let started = Instant::now();
+    let store: Arc<dyn Store> = Arc::new(
+        LocalStore::try_new(input).with_context(|| format!("opening {}", input.display()))?,
+    );
+    std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
+    let mut summary = MergeDirSummary::default();
+    let mut jobs = Vec::new();
+    for (prefix, files) in directories(store.as_ref()).await? {
+        summary.directories += 1;
+        let sizes: Vec<u64> = files.iter().map(|f| f.size).collect();
+        for (number, run) in compactor_plugin_sdk::split_even(&sizes, target_bytes)
+            .into_iter()
+            .enumerate()
+        {
+            jobs.push(Job {
+                prefix: prefix.clone(),
+                inputs: files[run].to_vec(),
+                number,
+            });
+        }
+    }
+    let total: u64 = jobs.iter().flat_map(|j| &j.inputs).map(|m| m.size).sum();
+    let progress = crate::compact::progress_bar(total);
+    let stop = Stop::new();
+    let results: Vec<anyhow::Result<MergeDirSummary>> = futures::stream::iter(jobs)
+        .map(|job| merge_job(store.as_ref(), job, output, cfg, &progress, &stop))
+        .buffer_unordered(cfg.parallelism.max(1))
+        .collect()
+        .await;
+    progress.finish_and_clear();
+    for partial in results {
+        let p = partial?;
+        summary.files_in += p.files_in;
+        summary.bytes_in += p.bytes_in;
+        summary.files_out += p.files_out;
+        summary.bytes_out += p.bytes_out;
+        summary.rows += p.rows;
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+async fn merge_job(
+    store: &dyn Store,
+    job: Job,
+    output: &Path,
+    cfg: &MergeConfig,
+    progress: &indicatif::ProgressBar,
+    stop: &Stop,
+) -> anyhow::Result<MergeDirSummary> {
+    let mut inputs: Vec<InputFile> = Vec::with_capacity(job.inputs.len());
+    for meta in &job.inputs {
+        inputs.push(read_input(store, meta, cfg.max_row_group_bytes).await?);
+    }
+    let dir: PathBuf = output.join(&job.prefix);
+    let (sets, notes) = split_compatible(&inputs);
+    for note in notes {
+        tracing::warn!("{note}");
+    }
+    let mut out = MergeDirSummary::default();
+    for (i, set) in sets.into_iter().enumerate() {
+        let members: Vec<InputFile> = set.inputs.iter().map(|&i| inputs[i].clone()).collect();
+        let on_progress = {
+            let progress = progress.clone();
+            Arc::new(move |bytes| progress.inc(bytes))
+        };
+        let (spool, stats) = merge_to_spool(
+            store,
+            &members,
+            set.schema,
+            cfg,
+            Vec::new(),
+            &dir,
+            on_progress,
+            stop,
+        )
+        .await?;
+        let suffix = if i == 0 { String::new() } else { format!("-{i}") };
+        let name = dir.join(format!("part-{:05}{suffix}.parquet", job.number));
+        spool
+            .persist(&name)
+            .with_context(|| format!("writing {}", name.display()))?;
+        out.files_in += members.len() as u64;
+        out.bytes_in += members.iter().map(|m| m.meta.size).sum::<u64>();
+        out.files_out += 1;
+        out.bytes_out += stats.bytes;
+        out.rows += stats.rows;
+    }
+    Ok(out)
+}
