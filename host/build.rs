@@ -7,6 +7,10 @@ use std::process::Command;
 const PLUGINS: &[(&str, &str)] = &[
     ("compactor-policy-default", "COMPACTOR_DEFAULT_PLUGIN_WASM"),
     ("compactor-policy-hostile", "COMPACTOR_HOSTILE_PLUGIN_WASM"),
+    (
+        "compactor-policy-size-tiered",
+        "COMPACTOR_SIZE_TIERED_PLUGIN_WASM",
+    ),
 ];
 
 fn main() {

@@ -68,6 +68,18 @@ pub fn load_plugin(
     }
 }
 
+/// Refuses a plugin whose digest is not the one the table pins (`plugin_sha256`).
+pub fn check_pin(table: &crate::config::TableConfig, sha256: &str) -> Result<(), String> {
+    match &table.plugin_sha256 {
+        Some(pin) if pin != sha256 => Err(format!(
+            "table {:?}: the plugin file's sha256 is {sha256}, but plugin_sha256 pins {pin}; \
+             refused (update the pin to deploy a new plugin)",
+            table.name
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl App {
     /// Loads the plugins (blocking: call from a blocking thread) for a store opened with
     /// [`open_store`].
@@ -91,6 +103,9 @@ impl App {
                     t.name
                 ))
             })?;
+            if let Err(e) = check_pin(t, &plugin.sha256) {
+                return Err(UsageError(format!("{}: {e}", config.path.display())));
+            }
             tracing::debug!(table = %t.name, plugin = ?plugin, "plugin loaded");
             crate::metrics::global().set_plugin(
                 &t.name,

@@ -121,6 +121,14 @@ pub struct PlanArgs {
     /// Print the plan as JSON (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Plan with this plugin (a .wasm component, or `default`) instead of the configured one,
+    /// with each table's settings: what a new policy would do to the real bucket, before it is
+    /// deployed.
+    #[arg(long, value_name = "FILE")]
+    pub plugin: Option<String>,
+    /// With --plugin: only this table uses it.
+    #[arg(long, value_name = "NAME", requires = "plugin")]
+    pub table: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

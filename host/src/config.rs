@@ -217,6 +217,10 @@ pub struct RawTable {
     /// config file's directory).
     #[serde(default = "default_plugin")]
     pub plugin: String,
+    /// Optional: the plugin file's SHA-256 (hex). A file with another digest is refused, at
+    /// start and when the daemon sees it change.
+    #[serde(default)]
+    pub plugin_sha256: Option<String>,
     /// Handed to the plugin's `configure` as strings.
     #[serde(default)]
     pub settings: BTreeMap<String, toml::Value>,
@@ -288,6 +292,8 @@ pub struct TableConfig {
     /// Ends in `/`.
     pub prefix: String,
     pub plugin: PluginSource,
+    /// The pinned SHA-256 of a plugin file (lowercase hex), if any.
+    pub plugin_sha256: Option<String>,
     pub settings: Vec<(String, String)>,
 }
 
@@ -442,10 +448,29 @@ impl Config {
                     Ok((k, value))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let plugin_sha256 = match (&t.plugin_sha256, &plugin) {
+                (None, _) => None,
+                (Some(_), PluginSource::Embedded) => {
+                    return Err(fail(format!(
+                        "{at}: plugin_sha256 pins a plugin file; the built-in default needs none"
+                    )));
+                }
+                (Some(hex), PluginSource::File(_)) => {
+                    let hex = hex.trim().to_ascii_lowercase();
+                    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                        return Err(fail(format!(
+                            "{at}: plugin_sha256 = {hex:?}: expected 64 hex digits \
+                             (sha256sum of the .wasm file)"
+                        )));
+                    }
+                    Some(hex)
+                }
+            };
             tables.push(TableConfig {
                 name: t.name,
                 prefix,
                 plugin,
+                plugin_sha256,
                 settings,
             });
         }
@@ -763,6 +788,13 @@ min_files = 2
             (
                 format!("{MINIMAL}[leases]\nenabled = true\nttl = \"10ms\"\n"),
                 "[leases] ttl",
+            ),
+            (
+                MINIMAL.replace(
+                    "name = \"events\"",
+                    "name = \"events\"\nplugin_sha256 = \"ab\"",
+                ),
+                "built-in default needs none",
             ),
         ];
         for (text, needle) in cases {

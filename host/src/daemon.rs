@@ -345,14 +345,24 @@ impl Daemon {
             let engine = app.engine.clone();
             let origin = path.display().to_string();
             let settings = table.settings.clone();
-            let loaded = blocking(move || {
-                let plugin =
-                    PolicyPlugin::load(&engine, &bytes, &origin, settings, Limits::default())
+            let loaded = match crate::app::check_pin(table, &sha) {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    blocking(move || {
+                        let plugin = PolicyPlugin::load(
+                            &engine,
+                            &bytes,
+                            &origin,
+                            settings,
+                            Limits::default(),
+                        )
                         .map_err(|e| e.to_string())?;
-                check_scenarios(&plugin)?;
-                Ok(plugin)
-            })
-            .await;
+                        check_scenarios(&plugin)?;
+                        Ok(plugin)
+                    })
+                    .await
+                }
+            };
             match loaded {
                 Ok(plugin) => {
                     tracing::info!(table = %table.name, plugin = %path.display(),

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::store::ObjectMeta;
+
 /// A hive partition of a table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Partition {
@@ -41,6 +43,22 @@ pub fn is_hidden(name: &str) -> bool {
 }
 
 /// Whether an object is a data file of its partition.
+/// One level of a listing, split into its data files and the sub-prefixes worth walking
+/// (hidden ones such as `_temporary/` are not).
+pub fn data_and_subprefixes(listing: crate::store::Listing) -> (Vec<ObjectMeta>, Vec<String>) {
+    let files = listing
+        .objects
+        .into_iter()
+        .filter(|o| is_data_file(&o.key))
+        .collect();
+    let subs = listing
+        .prefixes
+        .into_iter()
+        .filter(|p| !is_hidden(last_segment(p)))
+        .collect();
+    (files, subs)
+}
+
 pub fn is_data_file(key: &str) -> bool {
     let name = crate::store::file_name(key);
     !is_hidden(name) && name.to_ascii_lowercase().ends_with(".parquet")

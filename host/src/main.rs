@@ -10,6 +10,7 @@ use compactor::app::{App, UsageError, load_plugin, now_ms, open_store};
 use compactor::cli::{Cli, Command, LogFormat, PluginCommand};
 use compactor::config::{Config, ConfigError, PluginSource, StoreConfig};
 use compactor::daemon::{Daemon, DaemonOptions};
+use compactor::policy::wasm::Limits;
 use compactor::policy::{PluginEngine, check};
 use compactor::shutdown::Stop;
 use tracing_subscriber::EnvFilter;
@@ -103,6 +104,28 @@ async fn open_app(config: Config) -> anyhow::Result<App> {
     blocking(move || Ok(App::open(config, store)?)).await
 }
 
+/// `plan --plugin FILE [--table NAME]`: the app with that plugin in place of the configured one.
+fn with_plugin(mut app: App, file: &str, only: Option<&str>) -> anyhow::Result<App> {
+    if let Some(name) = only
+        && !app.tables.iter().any(|t| t.name == name)
+    {
+        return Err(UsageError(format!("--table {name:?}: no such table in the config")).into());
+    }
+    let source = if file == "default" {
+        PluginSource::Embedded
+    } else {
+        PluginSource::File(file.into())
+    };
+    for (spec, table) in app.tables.iter_mut().zip(&app.config.tables) {
+        if only.is_none_or(|name| name == table.name) {
+            let plugin = load_plugin(&app.engine, &source, table.settings.clone())
+                .map_err(|e| UsageError(format!("table {:?}: {e}", table.name)))?;
+            spec.plugin = std::sync::Arc::new(plugin);
+        }
+    }
+    Ok(app)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let now = cli.now.unwrap_or_else(now_ms);
     match cli.command {
@@ -143,7 +166,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Plan(args) => {
-            let app = open_app(Config::load(&cli.config)?).await?;
+            let mut app = open_app(Config::load(&cli.config)?).await?;
+            if let Some(file) = args.plugin {
+                app = blocking(move || with_plugin(app, &file, args.table.as_deref())).await?;
+            }
             let plan = app.plan(now).await;
             if args.json {
                 outln!("{}", serde_json::to_string_pretty(&plan)?);
@@ -160,8 +186,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Merge(args) => {
             let defaults = compactor::config::MergeConfig::default();
             let cfg = compactor::config::MergeConfig {
-                compression: compactor::config::parse_compression(&args.compression)
-                    .map_err(|e| UsageError(format!("--compression {:?}: {e}", args.compression)))?,
+                compression: compactor::config::parse_compression(&args.compression).map_err(
+                    |e| UsageError(format!("--compression {:?}: {e}", args.compression)),
+                )?,
                 row_group_bytes: args.row_group_size.max(1024),
                 parallelism: match args.parallelism {
                     0 => defaults.parallelism,
@@ -204,12 +231,19 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     plugin.wit_version,
                     plugin.origin
                 );
+                outln!(
+                    "  limits per call: {} fuel (about one per instruction), {} MiB of memory",
+                    Limits::default().fuel,
+                    Limits::default().memory_bytes >> 20
+                );
                 for r in &results {
                     let mark = if r.passed { "pass" } else { "FAIL" };
                     outln!(
-                        "  {mark}  {:<16} {:>5} ms  {}",
+                        "  {mark}  {:<16} {:>5} ms {:>7.1}M fuel {:>5.1} MiB  {}",
                         r.scenario,
                         r.millis,
+                        r.fuel as f64 / 1e6,
+                        r.memory_bytes as f64 / 1048576.0,
                         r.detail
                     );
                 }

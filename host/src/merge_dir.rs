@@ -13,7 +13,7 @@ use anyhow::Context;
 use futures::StreamExt;
 
 use crate::config::MergeConfig;
-use crate::layout::is_data_file;
+use crate::layout::data_and_subprefixes;
 use crate::merge::footer::{InputFile, read_input};
 use crate::merge::schema::split_compatible;
 use crate::merge::spool::merge_to_spool;
@@ -56,13 +56,8 @@ async fn directories(store: &dyn Store) -> anyhow::Result<Vec<(String, Vec<Objec
     let mut out = Vec::new();
     let mut stack = vec![String::new()];
     while let Some(prefix) = stack.pop() {
-        let listing = store.list(&prefix).await?;
-        stack.extend(listing.prefixes.into_iter().rev());
-        let files: Vec<ObjectMeta> = listing
-            .objects
-            .into_iter()
-            .filter(|o| is_data_file(&o.key))
-            .collect();
+        let (files, subs) = data_and_subprefixes(store.list(&prefix).await?);
+        stack.extend(subs.into_iter().rev());
         if !files.is_empty() {
             out.push((prefix, files));
         }
@@ -161,7 +156,11 @@ async fn merge_job(
             stop,
         )
         .await?;
-        let suffix = if i == 0 { String::new() } else { format!("-{i}") };
+        let suffix = if i == 0 {
+            String::new()
+        } else {
+            format!("-{i}")
+        };
         let name = dir.join(format!("part-{:05}{suffix}.parquet", job.number));
         spool
             .persist(&name)

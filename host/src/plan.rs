@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::journal::{self, Recovery};
-use crate::layout::{Partition, is_data_file, is_hidden, last_segment, partition_keys};
+use crate::layout::{Partition, data_and_subprefixes, partition_keys};
 use crate::policy::{Decision, PolicyPlugin};
 use crate::store::{ObjectMeta, Store};
 
@@ -137,16 +137,8 @@ async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TableP
                 continue;
             }
         };
-        for sub in listing.prefixes.iter().rev() {
-            if !is_hidden(last_segment(sub)) {
-                stack.push(sub.clone());
-            }
-        }
-        let files: Vec<ObjectMeta> = listing
-            .objects
-            .into_iter()
-            .filter(|o| is_data_file(&o.key))
-            .collect();
+        let (files, subs) = data_and_subprefixes(listing);
+        stack.extend(subs.into_iter().rev());
         if !files.is_empty() {
             out.partitions
                 .push(plan_partition(store, table, partition, files, now_ms).await);

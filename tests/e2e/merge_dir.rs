@@ -43,7 +43,11 @@ fn merge_writes_one_file_per_directory_and_leaves_the_input_alone() {
         .unwrap());
     run.expect_code(0);
     assert!(run.stdout().contains("merged 8 files"), "{}", run.stdout());
-    assert!(run.stdout().contains("in 2 directories into 2 files"), "{}", run.stdout());
+    assert!(
+        run.stdout().contains("in 2 directories into 2 files"),
+        "{}",
+        run.stdout()
+    );
     assert_eq!(snapshot(&input), before, "inputs are only read");
     for part in ["dt=2026-11-20/hour=01", "dt=2026-11-20/hour=02"] {
         let merged = output.join(part).join("part-00000.parquet");

@@ -264,3 +264,130 @@ fn each_misbehaviour_is_stopped_within_its_limits() {
     }
     eprintln!("{report}");
 }
+
+/// Issue 8: a table may pin its plugin file by SHA-256; another file is refused at start.
+#[test]
+fn a_pinned_plugin_with_another_digest_is_refused() {
+    let default = std::fs::read(env!("COMPACTOR_DEFAULT_PLUGIN_WASM")).unwrap();
+    let pin = compactor::policy::wasm::sha256_hex(&default);
+    let tables = |pin: &str| {
+        format!(
+            "[[tables]]\nname = \"events\"\nprefix = \"events/\"\nplugin = \"policy.wasm\"\nplugin_sha256 = \"{pin}\"\n"
+        )
+    };
+    let w = Warehouse::with_tables(&tables(&pin));
+    std::fs::write(w.base.join("policy.wasm"), &default).unwrap();
+    for i in 0..2 {
+        w.put(
+            &format!("{}part-{i}.parquet", cold(1)),
+            &corpus("alltypes_plain.parquet"),
+        );
+    }
+    w.run(&["plan"]).expect_code(0);
+
+    // The same pin, another file: refused before anything happens.
+    std::fs::copy(hostile_plugin(), w.base.join("policy.wasm")).unwrap();
+    let run = w.run(&["once"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("plugin_sha256 pins"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(w.files(&cold(1)).len(), 2, "nothing done");
+}
+
+/// Issue 8: `plan --plugin FILE` shows what another policy would do to the real bucket,
+/// writing nothing.
+#[test]
+fn plan_with_another_plugin_previews_it() {
+    let w = Warehouse::new("");
+    for i in 0..3 {
+        w.put(
+            &format!("{HOT}part-{i}.parquet"),
+            &corpus("alltypes_plain.parquet"),
+        );
+    }
+    let configured = w.run(&["plan"]);
+    configured.expect_code(0);
+    assert!(
+        configured.stdout().contains(&format!("{HOT}: hot")),
+        "{}",
+        configured.stdout()
+    );
+    // The hostile plugin with no mode merges everything, the hot hour included.
+    let preview = w.run(&["plan", "--plugin", hostile_plugin()]);
+    preview.expect_code(0);
+    let out = preview.stdout();
+    assert!(out.contains("plugin hostile 0.0.1"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(HOT) && l.contains("compact 1 group")),
+        "{out}"
+    );
+    assert_eq!(w.files(HOT).len(), 3, "a plan writes nothing");
+    let bad = w.run(&["plan", "--plugin", "default", "--table", "nope"]);
+    bad.expect_code(2);
+    assert!(bad.stderr().contains("no such table"), "{}", bad.stderr());
+}
+
+/// Issue 8: `plugin check` reports what each scenario used of the limits.
+#[test]
+fn plugin_check_reports_fuel_and_memory() {
+    let w = Warehouse::new("");
+    let run = w.run(&["plugin", "check", "default", "--json"]);
+    run.expect_code(0);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    for s in report["scenarios"].as_array().unwrap() {
+        assert!(s["fuel"].as_u64().unwrap() > 0, "{s}");
+        let memory = s["memory_bytes"].as_u64().unwrap();
+        assert!(memory > 0 && memory <= 64 << 20, "{s}");
+    }
+    let text = w.run(&["plugin", "check", "default"]);
+    assert!(
+        text.stdout().contains("limits per call: 2000000000 fuel"),
+        "{}",
+        text.stdout()
+    );
+    assert!(text.stdout().contains("M fuel"), "{}", text.stdout());
+}
+
+/// Issue 8: the size-tiered example policy, built as a real component, passes `plugin check`
+/// and compacts a table tier by tier, every row kept.
+#[test]
+fn the_size_tiered_example_passes_its_checks_and_compacts_by_tier() {
+    let plugin = env!("COMPACTOR_SIZE_TIERED_PLUGIN_WASM");
+    let w = Warehouse::with_tables(&format!(
+        "[[tables]]\nname = \"events\"\nprefix = \"events/\"\nplugin = \"{plugin}\"\n\
+         [tables.settings]\ntarget_size = \"64KiB\"\ntier_ratio = \"4\"\nmin_files = \"4\"\n"
+    ));
+    let check = w.run(&["plugin", "check", plugin]);
+    check.expect_code(0);
+    assert!(
+        check.stdout().contains("plugin size-tiered"),
+        "{}",
+        check.stdout()
+    );
+
+    let small = corpus("alltypes_plain.parquet");
+    for i in 0..8 {
+        w.put(&format!("{}part-{i}.parquet", cold(1)), &small);
+    }
+    // Three files: below min_files in their tier, left alone.
+    for i in 0..3 {
+        w.put(&format!("{}part-{i}.parquet", cold(2)), &small);
+    }
+    let run = w.run(&["once"]);
+    run.expect_code(0);
+    assert!(run.stdout().contains("1 too_few_files"), "{}", run.stdout());
+    let outputs = w.outputs(&cold(1));
+    assert!(!outputs.is_empty() && outputs.len() < 8, "{outputs:?}");
+    assert_eq!(
+        w.files(&cold(1)),
+        outputs,
+        "all eight small files were merged"
+    );
+    let rows: i64 = outputs.iter().map(|k| rows_in(&w.path(k))).sum();
+    assert_eq!(rows, 8 * rows_in(&small));
+    assert_eq!(w.files(&cold(2)).len(), 3);
+}

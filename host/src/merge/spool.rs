@@ -45,7 +45,8 @@ pub async fn merge_to_spool(
     on_progress: Arc<dyn Fn(u64) + Send + Sync>,
     stop: &Stop,
 ) -> Result<(NamedTempFile, MergeStats), MergeError> {
-    let work_dir = |e: std::io::Error| MergeError::Write(format!("work dir {}: {e}", dir.display()));
+    let work_dir =
+        |e: std::io::Error| MergeError::Write(format!("work dir {}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(work_dir)?;
     let spool = tempfile::Builder::new()
         .prefix(SPOOL_PREFIX)

@@ -15,6 +15,10 @@ pub struct ScenarioResult {
     /// What the plugin decided, or why the scenario failed.
     pub detail: String,
     pub millis: u128,
+    /// The most fuel (about one unit per wasm instruction) one call of the scenario used.
+    pub fuel: u64,
+    /// The largest linear memory one call of the scenario grew to.
+    pub memory_bytes: usize,
 }
 
 const HOUR_MS: i64 = 3_600_000;
@@ -73,12 +77,16 @@ pub fn run(plugin: &PolicyPlugin, now_ms: i64) -> Vec<ScenarioResult> {
     let mut results = Vec::new();
     let mut scenario = |name: &'static str, f: &mut dyn FnMut() -> Result<String, String>| {
         let start = Instant::now();
+        super::wasm::take_usage();
         let outcome = f();
+        let usage = super::wasm::take_usage();
         results.push(ScenarioResult {
             scenario: name,
             passed: outcome.is_ok(),
             detail: outcome.unwrap_or_else(|e| e),
             millis: start.elapsed().as_millis(),
+            fuel: usage.fuel,
+            memory_bytes: usage.memory_bytes,
         });
     };
     let decide = |prefix: &str, files: &[ObjectMeta]| -> Result<String, String> {

@@ -37,11 +37,84 @@ impl Default for Limits {
     }
 }
 
+/// What plugin calls used at most since [`take_usage`] was last called on this thread: the
+/// figures `plugin check` reports per scenario.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// Fuel (about one per wasm instruction) of the hungriest call.
+    pub fuel: u64,
+    /// Largest linear memory a call grew to, in bytes.
+    pub memory_bytes: usize,
+}
+
+thread_local! {
+    static USAGE: std::cell::Cell<Usage> = const { std::cell::Cell::new(Usage { fuel: 0, memory_bytes: 0 }) };
+}
+
+/// Returns the usage recorded on this thread since the last call, and starts afresh.
+pub fn take_usage() -> Usage {
+    USAGE.with(|u| u.take())
+}
+
+fn record_usage(call: Usage) {
+    USAGE.with(|u| {
+        let seen = u.get();
+        u.set(Usage {
+            fuel: seen.fuel.max(call.fuel),
+            memory_bytes: seen.memory_bytes.max(call.memory_bytes),
+        })
+    });
+}
+
+/// The store's limits, remembering how large memory grew.
+struct MeteredLimits {
+    inner: StoreLimits,
+    peak_memory: usize,
+}
+
+impl wasmtime::ResourceLimiter for MeteredLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.peak_memory = self.peak_memory.max(desired);
+        }
+        Ok(allowed)
+    }
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
 /// What the host keeps per call.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: MeteredLimits,
     pub(super) plugin_name: String,
     pub(super) log_lines: u32,
 }
@@ -279,13 +352,16 @@ impl PolicyPlugin {
         let state = HostState {
             wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_bytes)
-                .instances(4)
-                .tables(16)
-                .memories(4)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: MeteredLimits {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(self.limits.memory_bytes)
+                    .instances(4)
+                    .tables(16)
+                    .memories(4)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                peak_memory: 0,
+            },
             plugin_name: self.name.clone(),
             log_lines: 0,
         };
@@ -310,7 +386,12 @@ impl PolicyPlugin {
                     reason: format!("refused the settings: {refusal}"),
                 })?;
         }
-        f(&mut store, &plugin).map_err(|e| {
+        let result = f(&mut store, &plugin);
+        record_usage(Usage {
+            fuel: self.limits.fuel - store.get_fuel().unwrap_or(0),
+            memory_bytes: store.data().limits.peak_memory,
+        });
+        result.map_err(|e| {
             let said = String::from_utf8_lossy(&stderr.contents()).into_owned();
             match last_words(&said) {
                 Some(words) => fail(format!("{}: {words}", self.describe_trap(e))),

@@ -123,6 +123,35 @@ impl S3Store {
         }
     }
 
+    /// A PUT only if no object exists (`if_match` `None`: `If-None-Match: *`) or only if the
+    /// object's ETag is `if_match`. `Ok(false)` when the condition does not hold.
+    async fn put_conditional(
+        &self,
+        key: &str,
+        data: Bytes,
+        if_match: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let full = self.full_key(key)?;
+        count(&self.counts.put);
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.location.bucket)
+            .key(&full)
+            .body(ByteStream::from(data));
+        let request = match if_match {
+            None => request.if_none_match("*"),
+            Some(etag) => request.if_match(etag),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            // 412: the condition failed; 404 (with If-Match): the object is gone.
+            Err(e) if status(&e) == Some(412) => Ok(false),
+            Err(e) if if_match.is_some() && status(&e) == Some(404) => Ok(false),
+            Err(e) => Err(sdk_error(key, e)),
+        }
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -441,42 +470,11 @@ impl Store for S3Store {
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
-        let full = self.full_key(key)?;
-        count(&self.counts.put);
-        let answer = self
-            .client
-            .put_object()
-            .bucket(&self.location.bucket)
-            .key(&full)
-            .if_none_match("*")
-            .body(ByteStream::from(data))
-            .send()
-            .await;
-        match answer {
-            Ok(_) => Ok(true),
-            Err(e) if status(&e) == Some(412) => Ok(false),
-            Err(e) => Err(sdk_error(key, e)),
-        }
+        self.put_conditional(key, data, None).await
     }
 
     async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<bool, StoreError> {
-        let full = self.full_key(key)?;
-        count(&self.counts.put);
-        let answer = self
-            .client
-            .put_object()
-            .bucket(&self.location.bucket)
-            .key(&full)
-            .if_match(etag)
-            .body(ByteStream::from(data))
-            .send()
-            .await;
-        match answer {
-            Ok(_) => Ok(true),
-            // 412: another ETag; 404: gone.
-            Err(e) if matches!(status(&e), Some(412 | 404)) => Ok(false),
-            Err(e) => Err(sdk_error(key, e)),
-        }
+        self.put_conditional(key, data, Some(etag)).await
     }
 
     fn request_counts(&self) -> Option<RequestCounts> {
