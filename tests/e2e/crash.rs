@@ -83,14 +83,15 @@ fn a_kill_at_every_step_of_the_commit_loses_no_row_and_leaves_nothing() {
 
 /// Files change under a running merge (issue 6): a file replaced before it is read makes its
 /// group wait for the next run (its new rows are never merged while it stays); a file replaced
-/// after it was read, and a file that arrives meanwhile, are never deleted. After the next run
+/// after it was read, and a file that arrives meanwhile, are never deleted; a listed file that
+/// vanishes before it is read fails its group, whose other files stay. After the next run
 /// every version's rows are there exactly once.
 #[test]
 fn files_replaced_or_added_during_a_merge_are_never_lost() {
     let small = corpus("alltypes_plain.parquet"); // 8 rows
     let other = corpus("alltypes_plain.snappy.parquet"); // 2 rows, same columns
     let w = Warehouse::new("");
-    for hour in [1, 2] {
+    for hour in [1, 2, 3] {
         for i in 0..3 {
             w.put(&format!("{}part-{i}.parquet", cold(hour)), &small);
         }
@@ -119,6 +120,8 @@ fn files_replaced_or_added_during_a_merge_are_never_lost() {
     // hour 1: part-2 replaced before it is read; hour 2: a new file arrives.
     w.put(&format!("{}part-2.parquet", cold(1)), &other);
     w.put(&format!("{}part-new.parquet", cold(2)), &other);
+    // hour 3 (planned, not started yet): part-2 vanishes.
+    std::fs::remove_file(w.path(&format!("{}part-2.parquet", cold(3)))).unwrap();
     std::thread::sleep(Duration::from_millis(2000));
     // hour 2: part-0 replaced after it was read, before the inputs are deleted.
     w.put(&format!("{}part-0.parquet", cold(2)), &other);
@@ -130,6 +133,18 @@ fn files_replaced_or_added_during_a_merge_are_never_lost() {
             .contains("part-2.parquet: changed since it was listed"),
         "{}",
         run.stdout()
+    );
+    assert!(
+        run.stdout().lines().any(|l| l.contains("FAILED")
+            && l.contains(&format!("{}part-2.parquet", cold(3)))
+            && l.contains("no such object")),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        w.files(&cold(3)).len(),
+        2,
+        "the vanished file's group stays"
     );
     assert!(
         w.outputs(&cold(1)).is_empty(),
@@ -159,9 +174,10 @@ fn files_replaced_or_added_during_a_merge_are_never_lost() {
             .map(|k| rows_in(&w.path(k)))
             .sum()
     };
-    for hour in [1, 2] {
+    for hour in [1, 2, 3] {
         assert_eq!(w.files(&cold(hour)), w.outputs(&cold(hour)));
     }
+    assert_eq!(rows(3), 8 + 8, "the two that stayed");
     assert_eq!(rows(1), 8 + 8 + 2, "old part-0, part-1 and the new part-2");
     assert_eq!(
         rows(2),
