@@ -184,7 +184,13 @@ impl Store for LocalStore {
                 if prefix.is_empty() && name == TMP_DIR {
                     continue;
                 }
-                let md = entry.metadata().map_err(|e| backend_error(&prefix, e))?;
+                let md = match entry.metadata() {
+                    Ok(md) => md,
+                    // Deleted between the directory read and the stat: it is gone, as a
+                    // listing taken a moment later would say.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(backend_error(&prefix, e)),
+                };
                 if md.is_dir() {
                     listing.prefixes.push(format!("{prefix}{name}/"));
                 } else if md.is_file() {
@@ -380,6 +386,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::try_new(dir.path()).unwrap();
         crate::store::conformance::run_all(&store, crate::store::conformance::Supports::ALL).await;
+    }
+
+    /// Another process (a replica, a writer) deleting files while we list: the listing says
+    /// what is there, it does not fail on what just went.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn listing_while_files_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::try_new(dir.path()).unwrap();
+        let part = dir.path().join("t/p");
+        std::fs::create_dir_all(&part).unwrap();
+        let churn = std::thread::spawn(move || {
+            for round in 0..300 {
+                let names: Vec<_> = (0..20).map(|i| part.join(format!("{round}-{i}"))).collect();
+                for name in &names {
+                    std::fs::write(name, b"x").unwrap();
+                }
+                for name in &names {
+                    std::fs::remove_file(name).unwrap();
+                }
+            }
+        });
+        while !churn.is_finished() {
+            let listing = store.list("t/p/").await.expect("listing during deletes");
+            assert!(listing.objects.len() <= 20);
+        }
+        churn.join().unwrap();
     }
 
     #[tokio::test]
