@@ -425,6 +425,12 @@ async fn execute_group(
     for meta in &group.inputs {
         inputs.push(read_input(ctx.store, meta, ctx.cfg.max_row_group_bytes).await?);
     }
+    // The policy may choose the group's compression (checked when it answered).
+    let mut cfg = ctx.cfg.clone();
+    if let Some(codec) = &group.compression {
+        cfg.compression = crate::config::parse_compression(codec)
+            .map_err(|e| MergeError::Write(format!("compression {codec:?}: {e}")))?;
+    }
     let (sets, mut notes) = split_compatible(&inputs);
     let mut outcome = GroupOutcome::default();
     let single_file_group = group.inputs.len() == 1;
@@ -437,7 +443,7 @@ async fn execute_group(
             ));
             continue;
         }
-        let stats = commit_set(ctx, prefix, &members, set.schema).await?;
+        let stats = commit_set(ctx, &cfg, prefix, &members, set.schema).await?;
         outcome.merged.push(Merged {
             files: members.len() as u64,
             bytes_in: members.iter().map(|m| m.meta.size).sum(),
@@ -451,13 +457,13 @@ async fn execute_group(
 /// Merge, upload, verify, delete: the commit protocol for one compatible set of inputs.
 async fn commit_set(
     ctx: &Ctx<'_>,
+    cfg: &MergeConfig,
     prefix: &str,
     inputs: &[InputFile],
     schema: arrow_schema::SchemaRef,
 ) -> Result<MergeStats, MergeError> {
     let Ctx {
         store,
-        cfg,
         progress,
         crash,
         stop,

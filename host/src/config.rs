@@ -627,28 +627,18 @@ fn normalize_prefix(prefix: &str) -> Result<String, String> {
     Ok(format!("{p}/"))
 }
 
-/// `zstd`, `zstd(5)`, `snappy`, `lz4`, `gzip`, `none`.
+/// `zstd`, `zstd(5)`, `snappy`, `lz4`, `gzip`, `none`: the SDK's names (plugins choose a
+/// group's compression with the same words), as parquet's codecs.
 pub fn parse_compression(text: &str) -> Result<Compression, String> {
-    let t = text.trim().to_ascii_lowercase();
-    let (name, level) = match t.split_once('(') {
-        Some((name, rest)) => {
-            let level = rest
-                .strip_suffix(')')
-                .and_then(|l| l.trim().parse::<i32>().ok())
-                .ok_or("expected a level like zstd(3)")?;
-            (name.trim().to_string(), Some(level))
+    use compactor_plugin_sdk::Codec;
+    Ok(match compactor_plugin_sdk::parse_codec(text)? {
+        Codec::Zstd(level) => {
+            Compression::ZSTD(ZstdLevel::try_new(level).map_err(|e| format!("zstd level: {e}"))?)
         }
-        None => (t.clone(), None),
-    };
-    Ok(match (name.as_str(), level) {
-        ("zstd", level) => Compression::ZSTD(
-            ZstdLevel::try_new(level.unwrap_or(3)).map_err(|e| format!("zstd level: {e}"))?,
-        ),
-        ("snappy", None) => Compression::SNAPPY,
-        ("lz4", None) => Compression::LZ4_RAW,
-        ("gzip", None) => Compression::GZIP(Default::default()),
-        ("none" | "uncompressed", None) => Compression::UNCOMPRESSED,
-        _ => return Err("expected zstd, zstd(LEVEL), snappy, lz4, gzip or none".into()),
+        Codec::Snappy => Compression::SNAPPY,
+        Codec::Lz4 => Compression::LZ4_RAW,
+        Codec::Gzip => Compression::GZIP(Default::default()),
+        Codec::Uncompressed => Compression::UNCOMPRESSED,
     })
 }
 

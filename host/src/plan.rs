@@ -60,6 +60,9 @@ pub enum Action {
 pub struct GroupPlan {
     pub inputs: Vec<ObjectMeta>,
     pub target_size: u64,
+    /// The policy's choice of compression (checked); `None`: `[merge] compression`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
 }
 
 impl GroupPlan {
@@ -104,7 +107,10 @@ async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TableP
     let mut out = TablePlan {
         table: table.name.clone(),
         prefix: table.prefix.clone(),
-        plugin: format!("{} {}", table.plugin.name, table.plugin.version),
+        plugin: format!(
+            "{} {}, compaction:policy@{}",
+            table.plugin.name, table.plugin.version, table.plugin.wit_version
+        ),
         hot: Vec::new(),
         partitions: Vec::new(),
     };
@@ -191,6 +197,7 @@ async fn plan_partition(
                         .map(|&i| candidates[i as usize].clone())
                         .collect(),
                     target_size: g.target_size,
+                    compression: g.compression,
                 })
                 .collect(),
         },
@@ -230,10 +237,14 @@ impl std::fmt::Display for CompactionPlan {
                         for g in groups {
                             writeln!(
                                 f,
-                                "    {} files, {} -> 1 file (target {})",
+                                "    {} files, {} -> 1 file (target {}{})",
                                 g.inputs.len(),
                                 human_bytes(g.bytes()),
-                                human_bytes(g.target_size)
+                                human_bytes(g.target_size),
+                                g.compression
+                                    .as_ref()
+                                    .map(|c| format!(", compression {c}"))
+                                    .unwrap_or_default()
                             )?;
                         }
                     }

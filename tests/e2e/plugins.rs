@@ -136,7 +136,7 @@ fn plugin_check_reports_each_scenario() {
     run.expect_code(0);
     let out = run.stdout();
     assert!(out.contains("plugin default"), "{out}");
-    assert!(out.contains("compaction:policy@0.1.0"), "{out}");
+    assert!(out.contains("compaction:policy@0.2.0"), "{out}");
     for scenario in [
         "hot hour",
         "many tiny files",
@@ -390,4 +390,93 @@ fn the_size_tiered_example_passes_its_checks_and_compacts_by_tier() {
     let rows: i64 = outputs.iter().map(|k| rows_in(&w.path(k))).sum();
     assert_eq!(rows, 8 * rows_in(&small));
     assert_eq!(w.files(&cold(2)).len(), 3);
+}
+
+/// Issue 8, versioning: the default policy exactly as it was built against contract 0.1.0
+/// (kept byte for byte in tests/fixtures) loads and compacts beside a 0.2.0 plugin.
+#[test]
+fn a_plugin_built_for_contract_0_1_0_still_runs() {
+    let old = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/default-policy-wit-0.1.0.wasm");
+    let w = Warehouse::with_tables(&format!(
+        "[[tables]]\nname = \"old\"\nprefix = \"old/\"\nplugin = \"{}\"\n\
+         [[tables]]\nname = \"new\"\nprefix = \"new/\"\n",
+        old.display()
+    ));
+    for table in ["old", "new"] {
+        for i in 0..3 {
+            let key = format!("{table}/dt=2026-11-20/hour=01/part-{i}.parquet");
+            w.put(&key, &corpus("alltypes_plain.parquet"));
+        }
+    }
+    let plan = w.run(&["plan"]);
+    plan.expect_code(0);
+    let out = plan.stdout();
+    assert!(
+        out.contains("table old (plugin default 0.1.0, compaction:policy@0.1.0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("table new (plugin default 0.1.0, compaction:policy@0.2.0"),
+        "{out}"
+    );
+    w.run(&["once"]).expect_code(0);
+    for table in ["old", "new"] {
+        let prefix = format!("{table}/dt=2026-11-20/hour=01/");
+        let outputs = w.outputs(&prefix);
+        assert_eq!(
+            w.files(&prefix),
+            outputs,
+            "{table}: only the merged file is left"
+        );
+        assert_eq!(
+            rows_in(&w.path(&outputs[0])),
+            3 * rows_in(&corpus("alltypes_plain.parquet"))
+        );
+    }
+}
+
+/// Contract 0.2.0: a group's compression is what its output is written with; without one,
+/// the host's `[merge] compression` (zstd) applies.
+#[test]
+fn a_policy_chooses_the_output_compression() {
+    let w = Warehouse::with_tables(
+        "[[tables]]\nname = \"fast\"\nprefix = \"fast/\"\n[tables.settings]\ncompression = \"snappy\"\n\
+         [[tables]]\nname = \"plain\"\nprefix = \"plain/\"\n",
+    );
+    for table in ["fast", "plain"] {
+        for i in 0..2 {
+            w.put(
+                &format!("{table}/dt=2026-11-20/hour=01/part-{i}.parquet"),
+                &corpus("alltypes_plain.parquet"),
+            );
+        }
+    }
+    let plan = w.run(&["plan"]);
+    assert!(
+        plan.stdout().contains("compression snappy"),
+        "{}",
+        plan.stdout()
+    );
+    w.run(&["once"]).expect_code(0);
+    let codecs = |table: &str| -> Vec<String> {
+        use parquet::file::reader::FileReader;
+        let output = w
+            .outputs(&format!("{table}/dt=2026-11-20/hour=01/"))
+            .remove(0);
+        let file = std::fs::File::open(w.path(&output)).unwrap();
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap();
+        let rg = reader.metadata().row_group(0);
+        let mut codecs: Vec<String> = rg
+            .columns()
+            .iter()
+            .map(|c| format!("{:?}", c.compression()))
+            .collect();
+        codecs.dedup();
+        codecs
+    };
+    assert_eq!(codecs("fast"), ["SNAPPY"]);
+    // (Parquet does not record the zstd level, so the reader cannot tell it.)
+    let plain = codecs("plain");
+    assert!(plain.len() == 1 && plain[0].starts_with("ZSTD"), "{plain:?}");
 }

@@ -3,7 +3,7 @@
 //! passes before it can touch storage.
 
 pub mod check;
-mod since_v0_1_0;
+mod contract;
 pub mod wasm;
 
 pub use wasm::{PluginEngine, PolicyPlugin};
@@ -11,23 +11,7 @@ pub use wasm::{PluginEngine, PolicyPlugin};
 /// Bytes of the default policy, built from `plugins/default` by `build.rs`.
 pub const DEFAULT_PLUGIN: &[u8] = include_bytes!(env!("COMPACTOR_DEFAULT_PLUGIN_WASM"));
 
-/// Smallest and largest target size the host accepts from a plugin.
-pub const MIN_TARGET_SIZE: u64 = 1 << 10;
-pub const MAX_TARGET_SIZE: u64 = 64 << 30;
-
-/// A group of files to merge, as indices into the list handed to `plan`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Group {
-    pub files: Vec<u32>,
-    pub target_size: u64,
-}
-
-/// A policy's answer for one partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Skip(String),
-    Compact(Vec<Group>),
-}
+pub use compactor_plugin_sdk::{Decision, Group, MAX_TARGET_SIZE, MIN_TARGET_SIZE};
 
 /// Everything that can go wrong with a plugin; each names the plugin and, for calls, the
 /// function.
@@ -51,32 +35,18 @@ pub enum PolicyError {
 }
 
 /// Checks a `plan` answer against the `file_count` files it was given: indices in range, no
-/// file in two groups, no empty group, target sizes within bounds. Returns the reason on failure.
+/// file in two groups, no empty group, target sizes within bounds (the SDK's rules, which
+/// plugins also test themselves against), and a compression this host knows. Returns the reason
+/// on failure.
 pub fn validate(decision: &Decision, file_count: usize) -> Result<(), String> {
-    let Decision::Compact(groups) = decision else {
-        return Ok(());
-    };
-    let mut seen = vec![false; file_count];
-    for (g, group) in groups.iter().enumerate() {
-        if group.files.is_empty() {
-            return Err(format!("group {g} has no files"));
-        }
-        if !(MIN_TARGET_SIZE..=MAX_TARGET_SIZE).contains(&group.target_size) {
-            return Err(format!(
-                "group {g} has target size {} bytes, outside {MIN_TARGET_SIZE}..={MAX_TARGET_SIZE}",
-                group.target_size
-            ));
-        }
-        for &i in &group.files {
-            let Some(slot) = seen.get_mut(i as usize) else {
-                return Err(format!(
-                    "group {g} names file index {i}, but only {file_count} files were given"
-                ));
-            };
-            if *slot {
-                return Err(format!("file index {i} appears more than once"));
+    compactor_plugin_sdk::validate(decision, file_count)?;
+    if let Decision::Compact(groups) = decision {
+        for (g, group) in groups.iter().enumerate() {
+            if let Some(codec) = &group.compression
+                && let Err(e) = crate::config::parse_compression(codec)
+            {
+                return Err(format!("group {g} has compression {codec:?}: {e}"));
             }
-            *slot = true;
         }
     }
     Ok(())
@@ -125,7 +95,7 @@ mod tests {
         ) {
             let groups: Vec<Group> = raw
                 .into_iter()
-                .map(|(files, target_size)| Group { files, target_size })
+                .map(|(files, target_size)| Group { files, target_size, compression: None })
                 .collect();
             let valid = is_valid(&groups, file_count);
             let verdict = validate(&Decision::Compact(groups), file_count);
@@ -140,6 +110,7 @@ mod tests {
                 .map(|(files, target_size)| Group {
                     files: files.to_vec(),
                     target_size: *target_size,
+                    compression: None,
                 })
                 .collect(),
         )
@@ -158,6 +129,22 @@ mod tests {
             (compact(&[(&[], ok)]), Some("no files")),
             (compact(&[(&[0], 10)]), Some("target size")),
             (compact(&[(&[0], u64::MAX)]), Some("target size")),
+            (
+                Decision::Compact(vec![Group {
+                    files: vec![0],
+                    target_size: ok,
+                    compression: Some("zstd(9)".into()),
+                }]),
+                None,
+            ),
+            (
+                Decision::Compact(vec![Group {
+                    files: vec![0],
+                    target_size: ok,
+                    compression: Some("zip".into()),
+                }]),
+                Some("compression \"zip\""),
+            ),
         ];
         for (decision, want) in cases {
             match (validate(decision, 3), want) {

@@ -11,7 +11,7 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::since_v0_1_0::{self as v0_1_0, Plugin, PluginPre};
+use super::contract::{self, v0_1_0, v0_2_0};
 use super::{Decision, PolicyError, validate};
 use crate::layout::Partition;
 use crate::store::ObjectMeta;
@@ -119,6 +119,104 @@ pub struct HostState {
     pub(super) log_lines: u32,
 }
 
+impl HostState {
+    /// A line the plugin logs, tagged with its name. One call can log at most 100 lines of at
+    /// most 2000 characters, so a chatty plugin cannot flood the host's log.
+    pub(super) fn plugin_log(&mut self, level: tracing::Level, message: String) {
+        self.log_lines += 1;
+        if self.log_lines > 100 {
+            return;
+        }
+        let message: String = message.chars().take(2000).collect();
+        let plugin = self.plugin_name.as_str();
+        match level {
+            tracing::Level::ERROR => tracing::error!(plugin, "{message}"),
+            tracing::Level::WARN => tracing::warn!(plugin, "{message}"),
+            tracing::Level::INFO => tracing::info!(plugin, "{message}"),
+            _ => tracing::debug!(plugin, "{message}"),
+        }
+    }
+}
+
+/// A plugin compiled and linked, ready to instantiate, in the contract version it was built for.
+enum Pre {
+    V0_1(v0_1_0::PluginPre<HostState>),
+    V0_2(v0_2_0::PluginPre<HostState>),
+}
+
+/// One instance of a plugin; the same four calls whatever its contract version.
+enum Instance {
+    V0_1(v0_1_0::Plugin),
+    V0_2(v0_2_0::Plugin),
+}
+
+impl Pre {
+    fn new(
+        linker: &Linker<HostState>,
+        component: &Component,
+        version: &str,
+    ) -> wasmtime::Result<Pre> {
+        let pre = linker.instantiate_pre(component)?;
+        Ok(match version {
+            v0_1_0::WIT_VERSION => Pre::V0_1(v0_1_0::PluginPre::new(pre)?),
+            v0_2_0::WIT_VERSION => Pre::V0_2(v0_2_0::PluginPre::new(pre)?),
+            other => wasmtime::bail!("no bindings for compaction:policy@{other}"),
+        })
+    }
+
+    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::V0_1(pre) => Instance::V0_1(pre.instantiate(store)?),
+            Pre::V0_2(pre) => Instance::V0_2(pre.instantiate(store)?),
+        })
+    }
+}
+
+impl Instance {
+    fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<(String, String)> {
+        match self {
+            Instance::V0_1(p) => v0_1_0::info(store, p),
+            Instance::V0_2(p) => v0_2_0::info(store, p),
+        }
+    }
+
+    fn configure(
+        &self,
+        store: &mut Store<HostState>,
+        settings: &[(String, String)],
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Instance::V0_1(p) => v0_1_0::configure(store, p, settings),
+            Instance::V0_2(p) => v0_2_0::configure(store, p, settings),
+        }
+    }
+
+    fn is_cold(
+        &self,
+        store: &mut Store<HostState>,
+        partition: &Partition,
+        now_ms: i64,
+    ) -> wasmtime::Result<bool> {
+        match self {
+            Instance::V0_1(p) => v0_1_0::is_cold(store, p, partition, now_ms),
+            Instance::V0_2(p) => v0_2_0::is_cold(store, p, partition, now_ms),
+        }
+    }
+
+    fn plan(
+        &self,
+        store: &mut Store<HostState>,
+        partition: &Partition,
+        files: &[ObjectMeta],
+        now_ms: i64,
+    ) -> wasmtime::Result<Decision> {
+        match self {
+            Instance::V0_1(p) => v0_1_0::plan(store, p, partition, files, now_ms),
+            Instance::V0_2(p) => v0_2_0::plan(store, p, partition, files, now_ms),
+        }
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -149,6 +247,7 @@ impl PluginEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(fail)?;
         v0_1_0::add_to_linker(&mut linker).map_err(fail)?;
+        v0_2_0::add_to_linker(&mut linker).map_err(fail)?;
         Ok(PluginEngine {
             engine,
             linker,
@@ -190,7 +289,7 @@ pub struct PolicyPlugin {
     pub sha256: String,
     settings: Vec<(String, String)>,
     engine: Engine,
-    pre: PluginPre<HostState>,
+    pre: Pre,
     limits: Limits,
 }
 
@@ -219,42 +318,21 @@ impl PolicyPlugin {
             .compile(bytes, hash)
             .map_err(|e| fail(format!("not a valid WebAssembly component: {e:#}")))?;
         let exported = exported_policy_version(&engine.engine, &component);
-        match exported.as_deref() {
-            Some(v0_1_0::WIT_VERSION) => {}
-            Some(other) => {
-                return Err(fail(format!(
-                    "built for compaction:policy@{other}; this compactor supports {}",
-                    v0_1_0::WIT_VERSION
-                )));
-            }
-            None => {
-                return Err(fail(format!(
-                    "exports no compaction:policy/policy interface (build it against wit/since_v{})",
-                    v0_1_0::WIT_VERSION
-                )));
-            }
-        }
-        let pre = engine
-            .linker
-            .instantiate_pre(&component)
-            .and_then(PluginPre::new)
+        let wit_version = supported_version(exported.as_deref()).map_err(fail)?;
+        let pre = Pre::new(&engine.linker, &component, wit_version)
             .map_err(|e| fail(format!("{e:#}")))?;
         let mut plugin = PolicyPlugin {
             origin: origin.to_string(),
             name: origin.to_string(),
             version: "?".into(),
-            wit_version: v0_1_0::WIT_VERSION,
+            wit_version,
             sha256: hex(&hash),
             settings,
             engine: engine.engine.clone(),
             pre,
             limits,
         };
-        let (name, version) = plugin.call("info", false, |store, p| {
-            p.compaction_policy_policy()
-                .call_info(store)
-                .map(v0_1_0::info)
-        })?;
+        let (name, version) = plugin.call("info", false, |store, p| p.info(store))?;
         plugin.name = name;
         plugin.version = version;
         // `call` configures before every other function and reports a refusal.
@@ -269,11 +347,8 @@ impl PolicyPlugin {
 
     /// Whether `partition` may hold cold data (asked before listing it).
     pub fn is_cold(&self, partition: &Partition, now_ms: i64) -> Result<bool, PolicyError> {
-        let p = v0_1_0::partition(partition);
         self.call("is-cold", true, |store, plugin| {
-            plugin
-                .compaction_policy_policy()
-                .call_is_cold(store, &p, now_ms)
+            plugin.is_cold(store, partition, now_ms)
         })
     }
 
@@ -284,13 +359,8 @@ impl PolicyPlugin {
         files: &[ObjectMeta],
         now_ms: i64,
     ) -> Result<Decision, PolicyError> {
-        let p = v0_1_0::partition(partition);
-        let wit_files = v0_1_0::data_files(files);
         let decision = self.call("plan", true, |store, plugin| {
-            plugin
-                .compaction_policy_policy()
-                .call_plan(store, &p, &wit_files, now_ms)
-                .map(v0_1_0::decision)
+            plugin.plan(store, partition, files, now_ms)
         })?;
         // A skip reason ends up in logs and summaries: keep a gigantic one readable.
         let decision = match decision {
@@ -321,7 +391,7 @@ impl PolicyPlugin {
         &self,
         function: &'static str,
         configured: bool,
-        f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
         let started = std::time::Instant::now();
         let result = self.call_unmetered(function, configured, f);
@@ -338,7 +408,7 @@ impl PolicyPlugin {
         &self,
         function: &'static str,
         configured: bool,
-        f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
         let fail = |reason: String| PolicyError::Call {
             plugin: self.name.clone(),
@@ -355,9 +425,9 @@ impl PolicyPlugin {
             limits: MeteredLimits {
                 inner: StoreLimitsBuilder::new()
                     .memory_size(self.limits.memory_bytes)
-                    .instances(4)
-                    .tables(16)
-                    .memories(4)
+                    .instances(64)
+                    .tables(64)
+                    .memories(16)
                     .trap_on_grow_failure(true)
                     .build(),
                 peak_memory: 0,
@@ -376,8 +446,7 @@ impl PolicyPlugin {
             .map_err(|e| fail(self.describe_trap(e)))?;
         if configured {
             plugin
-                .compaction_policy_policy()
-                .call_configure(&mut store, &self.settings)
+                .configure(&mut store, &self.settings)
                 .map_err(|e| fail(self.describe_trap(e)))?
                 .map_err(|refusal| PolicyError::Call {
                     plugin: self.name.clone(),
@@ -461,6 +530,33 @@ fn last_words(stderr: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.chars().take(500).collect())
 }
 
+/// The supported contract version matching a plugin's export, or why it cannot be loaded.
+fn supported_version(exported: Option<&str>) -> Result<&'static str, String> {
+    let supported = contract::SUPPORTED.join(", ");
+    let newest = contract::SUPPORTED.last().copied().unwrap_or_default();
+    let Some(exported) = exported else {
+        return Err(format!(
+            "exports no compaction:policy/policy interface: build it against wit/since_v{newest} \
+             (this compactor loads {supported})"
+        ));
+    };
+    if let Some(&v) = contract::SUPPORTED.iter().find(|&&v| v == exported) {
+        return Ok(v);
+    }
+    let number = |v: &str| -> Vec<u64> { v.split('.').filter_map(|n| n.parse().ok()).collect() };
+    if number(exported) > number(newest) {
+        Err(format!(
+            "built for compaction:policy@{exported}, newer than this compactor knows \
+             ({supported}): upgrade compactor, or rebuild the plugin against wit/since_v{newest}"
+        ))
+    } else {
+        Err(format!(
+            "built for compaction:policy@{exported}, which this compactor does not load \
+             ({supported}): rebuild the plugin against wit/since_v{newest}"
+        ))
+    }
+}
+
 /// The version in the component's `compaction:policy/policy@X` export, if any.
 fn exported_policy_version(engine: &Engine, component: &Component) -> Option<String> {
     component
@@ -470,4 +566,30 @@ fn exported_policy_version(engine: &Engine, component: &Component) -> Option<Str
             name.strip_prefix("compaction:policy/policy@")
                 .map(str::to_string)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_versions_are_matched_or_refused_with_what_to_do() {
+        assert_eq!(supported_version(Some("0.1.0")), Ok("0.1.0"));
+        assert_eq!(supported_version(Some("0.2.0")), Ok("0.2.0"));
+        let newer = supported_version(Some("0.10.0")).unwrap_err();
+        assert!(
+            newer.contains("newer than this compactor knows (0.1.0, 0.2.0): upgrade compactor"),
+            "{newer}"
+        );
+        let older = supported_version(Some("0.0.9")).unwrap_err();
+        assert!(
+            older.contains("rebuild the plugin against wit/since_v0.2.0"),
+            "{older}"
+        );
+        let none = supported_version(None).unwrap_err();
+        assert!(
+            none.contains("exports no compaction:policy/policy"),
+            "{none}"
+        );
+    }
 }

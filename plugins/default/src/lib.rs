@@ -10,28 +10,36 @@
 //!   with fewer than `min_files` small files is skipped, as is a last group below the target with
 //!   fewer than `min_files` files.
 //!
-//! Everything here is plain Rust, tested natively; `bindings` (wasm only) adapts it to the WIT.
+//! Everything here is plain Rust, tested natively; `export_policy!` makes it the plugin.
 
 mod settings;
 
-use compactor_plugin_sdk::{partition_window_end_ms, split_even};
+use compactor_plugin_sdk::{
+    Decision, FileInfo, Group, Partition, Policy, partition_window_end_ms, split_even,
+};
 pub use settings::Settings;
 
-/// A data file as the policy sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileInfo {
-    pub key: String,
-    pub size: u64,
-    pub last_modified_ms: i64,
+/// The default policy with a table's settings.
+pub struct DefaultPolicy(pub Settings);
+
+impl Policy for DefaultPolicy {
+    const NAME: &'static str = "default";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    fn configure(settings: &[(String, String)]) -> Result<Self, String> {
+        Settings::from_pairs(settings).map(DefaultPolicy)
+    }
+
+    fn is_cold(&self, p: &Partition, now_ms: i64) -> bool {
+        may_be_cold(&self.0, &p.keys, now_ms)
+    }
+
+    fn plan(&self, p: &Partition, files: &[FileInfo], now_ms: i64) -> Decision {
+        plan(&self.0, &p.keys, files, now_ms)
+    }
 }
 
-/// The policy's answer for one partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Skip(String),
-    /// Groups of indices into the file list, each with its target size.
-    Compact(Vec<(Vec<u32>, u64)>),
-}
+compactor_plugin_sdk::export_policy!(DefaultPolicy);
 
 /// Whether a prefix may hold cold data, asked before it is listed.
 ///
@@ -96,16 +104,16 @@ pub fn plan(
         if total < target && range.len() < settings.min_files {
             continue;
         }
-        groups.push((small[range].to_vec(), target));
+        groups.push(Group {
+            compression: settings.compression.clone(),
+            ..Group::new(small[range].to_vec(), target)
+        });
     }
     if groups.is_empty() {
         return Decision::Skip("no group reaches the target size or min_files".into());
     }
     Decision::Compact(groups)
 }
-
-#[cfg(target_arch = "wasm32")]
-mod bindings;
 
 #[cfg(test)]
 mod tests {
@@ -129,6 +137,7 @@ mod tests {
                 key: format!("t/part-{i:05}.parquet"),
                 size: s * MIB,
                 last_modified_ms: 0,
+                rows: None,
             })
             .collect()
     }
@@ -277,9 +286,9 @@ mod tests {
                 Decision::Skip(_) => vec![],
                 Decision::Compact(groups) => groups
                     .iter()
-                    .map(|(idx, t)| {
-                        assert_eq!(*t, target * MIB);
-                        idx.iter().map(|&i| fs[i as usize].size / MIB).collect()
+                    .map(|g| {
+                        assert_eq!(g.target_size, target * MIB);
+                        g.files.iter().map(|&i| fs[i as usize].size / MIB).collect()
                     })
                     .collect(),
             };
@@ -289,6 +298,16 @@ mod tests {
                 "sizes {sizes:?} target {target} min_files {min_files}"
             );
         }
+    }
+
+    /// The suite of `compactor plugin check`, natively.
+    #[test]
+    fn passes_the_plugin_check_scenarios() {
+        use compactor_plugin_sdk::testing;
+        let results = testing::check::<DefaultPolicy>(&[], testing::check_now_ms()).unwrap();
+        let detail = |name| &results.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(detail("hot hour"), "hot (not listed)");
+        assert!(detail("many tiny files").starts_with("compact 1 group(s): 5000 files"));
     }
 
     #[test]
@@ -303,7 +322,12 @@ mod tests {
                 Decision::Skip(_) => vec![],
                 Decision::Compact(g) => g
                     .into_iter()
-                    .map(|(idx, _)| idx.iter().map(|&i| fs[i as usize].key.clone()).collect())
+                    .map(|g| {
+                        g.files
+                            .iter()
+                            .map(|&i| fs[i as usize].key.clone())
+                            .collect()
+                    })
                     .collect(),
             }
         };

@@ -1,6 +1,6 @@
 //! The policy's settings, parsed from the string pairs of `[tables.settings]`.
 
-use compactor_plugin_sdk::{parse_duration_ms, parse_size};
+use compactor_plugin_sdk::{parse_codec, parse_duration_ms, parse_size};
 
 /// Typed settings with the defaults of the classic hourly compaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +14,9 @@ pub struct Settings {
     /// For partitions without time keys: how old the newest file must be (`undated_cold_after`,
     /// default 1h).
     pub undated_cold_after_ms: i64,
+    /// The outputs' compression (`compression`, e.g. `zstd(9)`); unset: the host's
+    /// `[merge] compression`.
+    pub compression: Option<String>,
 }
 
 impl Default for Settings {
@@ -23,6 +26,7 @@ impl Default for Settings {
             min_files: 2,
             grace_period_ms: 0,
             undated_cold_after_ms: 3_600_000,
+            compression: None,
         }
     }
 }
@@ -47,10 +51,14 @@ impl Settings {
                 "undated_cold_after" => {
                     s.undated_cold_after_ms = parse_duration_ms(value).map_err(bad)?
                 }
+                "compression" => {
+                    parse_codec(value).map_err(bad)?;
+                    s.compression = Some(value.trim().to_string());
+                }
                 _ => {
                     return Err(format!(
                         "unknown setting {key:?}; known: target_size, min_files, grace_period, \
-                         undated_cold_after"
+                         undated_cold_after, compression"
                     ));
                 }
             }
@@ -72,5 +80,7 @@ mod tests {
         assert!(err.contains("min_files"), "{err}");
         let err = Settings::from_pairs(&[("target".into(), "1MiB".into())]).unwrap_err();
         assert!(err.contains("unknown setting \"target\""), "{err}");
+        let err = Settings::from_pairs(&[("compression".into(), "zip".into())]).unwrap_err();
+        assert!(err.contains("compression"), "{err}");
     }
 }

@@ -1,13 +1,40 @@
-//! Helpers shared by compaction policies and the host: human-friendly sizes and durations,
-//! hive time keys, and cutting a run of files into evenly sized groups.
+//! The kit for writing compaction policies, also shared with the host:
 //!
-//! Plain Rust with no dependencies, so it builds for wasm32-wasip2 plugins and natively alike.
+//! * [`Policy`] and the contract's types ([`Partition`], [`FileInfo`], [`Decision`], [`Group`]);
+//!   [`export_policy!`] turns an implementation into a plugin component (wasm32-wasip2).
+//! * Helpers: human-friendly sizes and durations, hive time keys, cutting a run of files into
+//!   evenly sized groups.
+//! * [`testing`]: the host's `plugin check` scenarios, run natively on a policy in unit tests.
+//!
+//! Plain Rust; the wasm glue (wit-bindgen) is compiled for wasm32 only.
 
+// The generated wasm glue names this crate by its path, from inside it too.
+#[cfg(target_arch = "wasm32")]
+extern crate self as compactor_plugin_sdk;
+
+mod codec;
+mod policy;
+pub mod testing;
 mod time_keys;
 mod units;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
 
+pub use codec::{Codec, parse_codec};
+pub use policy::{
+    Decision, FileInfo, Group, Level, MAX_TARGET_SIZE, MIN_TARGET_SIZE, Partition, Policy, log,
+    validate,
+};
 pub use time_keys::{civil_from_days, days_from_civil, partition_window_end_ms};
 pub use units::{parse_duration_ms, parse_size};
+
+/// What [`export_policy!`] expands to needs; not part of the API.
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::wasm::{Slot, bindings};
+    pub use wit_bindgen;
+}
 
 /// Cuts `sizes` (in order) into `max(1, total / target)` consecutive runs of nearly equal total.
 ///

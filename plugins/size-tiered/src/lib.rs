@@ -12,7 +12,31 @@
 //!
 //! Settings: `target_size` (default 128MiB), `tier_ratio` (default 8), `min_files` (default 4).
 
-use compactor_plugin_sdk::{parse_size, partition_window_end_ms, split_even};
+use compactor_plugin_sdk::{
+    Decision, FileInfo, Group, Partition, Policy, parse_size, partition_window_end_ms, split_even,
+};
+
+/// The policy with a table's settings.
+pub struct SizeTiered(pub Settings);
+
+impl Policy for SizeTiered {
+    const NAME: &'static str = "size-tiered";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    fn configure(settings: &[(String, String)]) -> Result<Self, String> {
+        Settings::from_pairs(settings).map(SizeTiered)
+    }
+
+    fn is_cold(&self, p: &Partition, now_ms: i64) -> bool {
+        may_be_cold(&p.keys, now_ms)
+    }
+
+    fn plan(&self, p: &Partition, files: &[FileInfo], now_ms: i64) -> Decision {
+        plan(&self.0, &p.keys, files, now_ms)
+    }
+}
+
+compactor_plugin_sdk::export_policy!(SizeTiered);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -81,19 +105,6 @@ impl Settings {
     }
 }
 
-/// A data file as the policy sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileInfo {
-    pub key: String,
-    pub size: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Skip(String),
-    Compact(Vec<(Vec<u32>, u64)>),
-}
-
 /// Whether the partition's time window has ended (a partition without time keys: yes).
 pub fn is_cold(keys: &[(String, String)], now_ms: i64) -> bool {
     partition_window_end_ms(keys).is_none_or(|end| now_ms >= end)
@@ -126,7 +137,7 @@ pub fn plan(s: &Settings, keys: &[(String, String)], files: &[FileInfo], now_ms:
         let sizes: Vec<u64> = members.iter().map(|&i| files[i as usize].size).collect();
         for run in split_even(&sizes, target) {
             if run.len() >= 2 {
-                groups.push((members[run].to_vec(), target));
+                groups.push(Group::new(members[run].to_vec(), target));
             }
         }
     }
@@ -139,9 +150,6 @@ pub fn plan(s: &Settings, keys: &[(String, String)], files: &[FileInfo], now_ms:
         Decision::Compact(groups)
     }
 }
-
-#[cfg(target_arch = "wasm32")]
-mod bindings;
 
 #[cfg(test)]
 mod tests {
@@ -156,6 +164,8 @@ mod tests {
             .map(|(i, &size)| FileInfo {
                 key: format!("t/p/part-{i:03}.parquet"),
                 size,
+                last_modified_ms: 0,
+                rows: None,
             })
             .collect()
     }
@@ -181,10 +191,10 @@ mod tests {
             panic!("{d:?}")
         };
         // Tier 2's ceiling is 2 MiB: the eight 1 MiB files make groups of about 2-4 MiB.
-        let merged: Vec<u32> = groups.iter().flat_map(|(g, _)| g.clone()).collect();
+        let merged: Vec<u32> = groups.iter().flat_map(|g| g.files.clone()).collect();
         assert!(merged.iter().all(|&i| i < 8), "{groups:?}");
         assert_eq!(merged.len(), 8);
-        assert!(groups.iter().all(|(_, t)| *t == 2 * MIB));
+        assert!(groups.iter().all(|g| g.target_size == 2 * MIB));
     }
 
     #[test]
@@ -213,32 +223,12 @@ mod tests {
         assert!(matches!(d, Decision::Skip(r) if r.starts_with("hot")));
     }
 
+    /// The suite of `compactor plugin check` (valid answers, order independence), natively.
     #[test]
-    fn order_of_the_files_does_not_matter() {
-        let s = Settings::default();
-        let f = files(&[MIB; 12]);
-        let mut reversed = f.clone();
-        reversed.reverse();
-        let keys = |fs: &[FileInfo], d: Decision| -> Vec<Vec<String>> {
-            let Decision::Compact(groups) = d else {
-                return vec![];
-            };
-            let mut out: Vec<Vec<String>> = groups
-                .iter()
-                .map(|(g, _)| {
-                    let mut k: Vec<String> =
-                        g.iter().map(|&i| fs[i as usize].key.clone()).collect();
-                    k.sort();
-                    k
-                })
-                .collect();
-            out.sort();
-            out
-        };
-        assert_eq!(
-            keys(&f, plan(&s, &[], &f, 0)),
-            keys(&reversed, plan(&s, &[], &reversed, 0))
-        );
+    fn passes_the_plugin_check_scenarios() {
+        use compactor_plugin_sdk::testing;
+        let results = testing::check::<SizeTiered>(&[], testing::check_now_ms()).unwrap();
+        assert_eq!(results.len(), testing::scenarios().len());
     }
 
     #[test]
