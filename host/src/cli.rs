@@ -137,6 +137,23 @@ pub enum PluginCommand {
     /// built-in scenarios (hot hour, many tiny files, one huge file, empty partition, shuffled
     /// input). Exit 0 when every scenario passes.
     Check(CheckArgs),
+    /// Start a new policy: a Rust crate copied from the plugin template, with the SDK wired,
+    /// a working example policy and native tests. Prints the commands that test, build and
+    /// check it.
+    New(NewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The plugin's name: lowercase letters, digits and dashes, e.g. quiet-hours.
+    pub name: String,
+    /// Where to create the crate (default: ./NAME). Must not exist, or be empty.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
+    /// compactor's plugins/sdk directory (default: found from the current directory or the
+    /// binary's location in a compactor checkout).
+    #[arg(long, value_name = "DIR")]
+    pub sdk: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

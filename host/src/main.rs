@@ -271,6 +271,34 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(u8::from(results.iter().any(|r| !r.passed)))
         }
+        Command::Plugin(PluginCommand::New(args)) => {
+            let dir = args.dir.unwrap_or_else(|| args.name.clone().into());
+            let sdk = args
+                .sdk
+                .or_else(compactor::policy::new::find_sdk)
+                .ok_or_else(|| {
+                    UsageError(
+                        "cannot find compactor's plugin SDK: pass --sdk DIR (plugins/sdk in a \
+                         clone of compactor)"
+                            .into(),
+                    )
+                })?;
+            let made =
+                compactor::policy::new::create(&args.name, &dir, &sdk).map_err(UsageError)?;
+            let d = made.dir.display();
+            outln!(
+                "created {d} (policy {:?}, SDK {})",
+                args.name,
+                sdk.display()
+            );
+            outln!("next:");
+            outln!(
+                "  cd {d} && cargo test                    # logic and the plugin check suite, natively"
+            );
+            outln!("  cargo build --release --target wasm32-wasip2");
+            outln!("  compactor plugin check {}", made.wasm.display());
+            Ok(0)
+        }
         Command::Demo => {
             let config = Config::load(&cli.config)?;
             let store = open_store(&config.store).await?;

@@ -478,5 +478,69 @@ fn a_policy_chooses_the_output_compression() {
     assert_eq!(codecs("fast"), ["SNAPPY"]);
     // (Parquet does not record the zstd level, so the reader cannot tell it.)
     let plain = codecs("plain");
-    assert!(plain.len() == 1 && plain[0].starts_with("ZSTD"), "{plain:?}");
+    assert!(
+        plain.len() == 1 && plain[0].starts_with("ZSTD"),
+        "{plain:?}"
+    );
+}
+
+/// Issue 8, authoring: `plugin new` makes a crate that passes its own native tests, builds to a
+/// component and passes `plugin check`, with nothing edited. (Its build shares a target
+/// directory under target/, so only the first run pays for compiling wit-bindgen.)
+#[test]
+fn a_new_plugin_from_the_template_builds_and_passes_plugin_check() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let crate_dir = dir.path().join("night-owl");
+    let made = run_compactor(
+        &repo.join("config.toml"),
+        &[
+            "plugin",
+            "new",
+            "night-owl",
+            "--dir",
+            crate_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    made.expect_code(0);
+    assert!(
+        made.stdout()
+            .contains("cargo build --release --target wasm32-wasip2")
+    );
+    // The repository's lock file: the same dependency versions as the plugins built here.
+    std::fs::copy(repo.join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
+    let target = repo.join("target/plugin-new");
+    let cargo = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+        cmd.current_dir(&crate_dir)
+            .args(args)
+            .env("CARGO_TARGET_DIR", &target);
+        for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
+            cmd.env_remove(var);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "cargo {args:?}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let tests = cargo(&["test"]);
+    assert!(tests.contains("test result: ok. 3 passed"), "{tests}");
+    cargo(&["build", "--release", "--target", "wasm32-wasip2"]);
+    let wasm = target.join("wasm32-wasip2/release/night_owl.wasm");
+    let check = run_compactor(
+        &repo.join("config.toml"),
+        &["plugin", "check", wasm.to_str().unwrap()],
+        &[],
+    );
+    check.expect_code(0);
+    let out = check.stdout();
+    assert!(
+        out.contains("plugin night-owl 0.1.0 (compaction:policy@0.2.0)"),
+        "{out}"
+    );
+    assert_eq!(out.matches("  pass  ").count(), 5, "{out}");
 }

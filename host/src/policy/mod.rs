@@ -4,6 +4,7 @@
 
 pub mod check;
 mod contract;
+pub mod new;
 pub mod wasm;
 
 pub use wasm::{PluginEngine, PolicyPlugin};
