@@ -11,6 +11,10 @@ const PLUGINS: &[(&str, &str)] = &[
         "compactor-policy-size-tiered",
         "COMPACTOR_SIZE_TIERED_PLUGIN_WASM",
     ),
+    (
+        "compactor-policy-daily-rollup",
+        "COMPACTOR_DAILY_ROLLUP_PLUGIN_WASM",
+    ),
 ];
 
 fn main() {

@@ -544,3 +544,51 @@ fn a_new_plugin_from_the_template_builds_and_passes_plugin_check() {
     );
     assert_eq!(out.matches("  pass  ").count(), 5, "{out}");
 }
+
+/// Example policy: daily roll-up. A finished day is rolled up with zstd(9); today is left
+/// until it has more than `intraday_max_files` small files.
+#[test]
+fn the_daily_rollup_example_rolls_up_finished_days() {
+    let w = Warehouse::with_tables(&format!(
+        "[[tables]]\nname = \"daily\"\nprefix = \"daily/\"\nplugin = \"{}\"\n\
+         [tables.settings]\nintraday_max_files = \"3\"\n",
+        env!("COMPACTOR_DAILY_ROLLUP_PLUGIN_WASM")
+    ));
+    let put = |day: &str, n: usize| {
+        for i in 0..n {
+            w.put(
+                &format!("daily/dt={day}/part-{i}.parquet"),
+                &corpus("alltypes_plain.parquet"),
+            );
+        }
+    };
+    put("2026-11-19", 4);
+    put("2026-11-20", 3);
+    let plan = w.run(&["plan"]);
+    plan.expect_code(0);
+    let out = plan.stdout();
+    assert!(out.contains("daily/dt=2026-11-19/: 4 files"), "{out}");
+    assert!(out.contains("compression zstd(9)"), "{out}");
+    assert!(out.contains("day still open: 3 small files"), "{out}");
+
+    w.run(&["once"]).expect_code(0);
+    let rows = rows_in(&corpus("alltypes_plain.parquet"));
+    let yesterday = w.outputs("daily/dt=2026-11-19/");
+    assert_eq!(w.files("daily/dt=2026-11-19/"), yesterday);
+    assert_eq!(rows_in(&w.path(&yesterday[0])), 4 * rows);
+    assert_eq!(
+        w.files("daily/dt=2026-11-20/").len(),
+        3,
+        "today is left alone"
+    );
+
+    // A fourth file today crosses intraday_max_files: merged now.
+    w.put(
+        "daily/dt=2026-11-20/part-3.parquet",
+        &corpus("alltypes_plain.parquet"),
+    );
+    w.run(&["once"]).expect_code(0);
+    let today = w.outputs("daily/dt=2026-11-20/");
+    assert_eq!(w.files("daily/dt=2026-11-20/"), today);
+    assert_eq!(rows_in(&w.path(&today[0])), 4 * rows);
+}
