@@ -592,3 +592,110 @@ fn the_daily_rollup_example_rolls_up_finished_days() {
     assert_eq!(w.files("daily/dt=2026-11-20/"), today);
     assert_eq!(rows_in(&w.path(&today[0])), 4 * rows);
 }
+
+/// Issue 8, a second language: the quiet-hours policy written in Python. Its logic passes its
+/// own unit tests in plain Python; componentize-py builds it into a 0.2.0 component, which
+/// passes `plugin check` and compacts only inside its time window.
+#[test]
+fn a_python_plugin_compacts_only_in_its_quiet_hours() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let source = repo.join("plugins/quiet-hours-py");
+    let unit = std::process::Command::new(python())
+        .current_dir(&source)
+        .args(["-m", "unittest", "-q", "test_policy"])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&unit.stderr);
+    assert!(
+        unit.status.success() && said.contains("Ran 6 tests"),
+        "{said}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("quiet-hours.wasm");
+    let componentize = std::env::var_os("COMPACTOR_TEST_COMPONENTIZE_PY")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo.join("target/pyenv/bin/componentize-py"));
+    let built = std::process::Command::new(&componentize)
+        .current_dir(&source)
+        .arg("-d")
+        .arg(repo.join("wit/since_v0.2.0"))
+        .args(["-w", "plugin", "componentize", "app", "-o"])
+        .arg(&wasm)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} ({e}): run scripts/test, which installs it",
+                componentize.display()
+            )
+        });
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let cache = dir.path().join("cache");
+    let env = [("COMPACTOR_PLUGIN_CACHE", cache.to_str().unwrap())];
+    let wasm = wasm.to_str().unwrap();
+    let check = run_compactor(
+        &repo.join("config.toml"),
+        &["plugin", "check", wasm, "--setting", "window=00:00-24:00"],
+        &env,
+    );
+    check.expect_code(0);
+    let out = check.stdout();
+    assert!(
+        out.contains("plugin quiet-hours 0.1.0 (compaction:policy@0.2.0)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("many tiny files") && out.contains("compact 1 group(s): 5000 files"),
+        "{out}"
+    );
+    assert!(
+        std::fs::read_dir(&cache).unwrap().next().is_some(),
+        "compiled once, cached"
+    );
+    let refused = run_compactor(
+        &repo.join("config.toml"),
+        &["plugin", "check", wasm, "--setting", "window=late"],
+        &env,
+    );
+    refused.expect_code(2);
+    assert!(
+        refused.stderr().contains("setting window = 'late'"),
+        "{}",
+        refused.stderr()
+    );
+
+    // The tests' now is 05:10 UTC: outside 01:00-05:00 nothing is touched, inside 05:00-06:00
+    // the finished hours are merged.
+    let tables = |window: &str| {
+        format!(
+            "[[tables]]\nname = \"events\"\nprefix = \"events/\"\nplugin = \"{wasm}\"\n\
+             [tables.settings]\nwindow = \"{window}\"\n"
+        )
+    };
+    let w = Warehouse::with_tables(&tables("01:00-05:00"));
+    for i in 0..3 {
+        w.put(
+            &format!("{}part-{i}.parquet", cold(2)),
+            &corpus("alltypes_plain.parquet"),
+        );
+    }
+    w.run_with_env(&["once"], &env).expect_code(0);
+    assert_eq!(w.files(&cold(2)).len(), 3, "outside the window: untouched");
+    assert!(w.outputs(&cold(2)).is_empty());
+    let config = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(&w.config, config.replace("01:00-05:00", "05:00-06:00")).unwrap();
+    w.run_with_env(&["once"], &env).expect_code(0);
+    let outputs = w.outputs(&cold(2));
+    assert_eq!(w.files(&cold(2)), outputs, "inside the window: merged");
+    assert_eq!(
+        rows_in(&w.path(&outputs[0])),
+        3 * rows_in(&corpus("alltypes_plain.parquet"))
+    );
+}

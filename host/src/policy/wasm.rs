@@ -243,6 +243,21 @@ impl PluginEngine {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.consume_fuel(true);
+        if let Some(dir) = compile_cache_dir() {
+            // Compiled plugins are kept on disk by content hash, so a large plugin (one with an
+            // interpreter inside is 18 MB and takes seconds) is compiled once, not every start.
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(&dir);
+            match wasmtime::Cache::new(cache) {
+                Ok(cache) => {
+                    config.cache(Some(cache));
+                }
+                Err(e) => tracing::warn!(
+                    dir = %dir.display(),
+                    "plugin compile cache off: {e:#}"
+                ),
+            }
+        }
         let engine = Engine::new(&config).map_err(fail)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(fail)?;
@@ -528,6 +543,21 @@ fn last_words(stderr: &str) -> Option<String> {
         .unwrap_or(lines.len().saturating_sub(1));
     let words = lines.get(from..)?.join(" ");
     (!words.is_empty()).then(|| words.chars().take(500).collect())
+}
+
+/// Where compiled plugins are cached: `COMPACTOR_PLUGIN_CACHE` (`off` disables it), else
+/// `$XDG_CACHE_HOME/compactor/plugins`, else `~/.cache/compactor/plugins`. It holds native
+/// code that will be run, so it must be writable by compactor's user only.
+fn compile_cache_dir() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    match std::env::var_os("COMPACTOR_PLUGIN_CACHE") {
+        Some(v) if v == "off" || v.is_empty() => None,
+        Some(v) => Some(PathBuf::from(v)),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|base| base.join("compactor/plugins")),
+    }
 }
 
 /// The supported contract version matching a plugin's export, or why it cannot be loaded.
