@@ -96,6 +96,11 @@ pub struct MergeArgs {
     /// Row groups are cut at this encoded size.
     #[arg(long, default_value = "64MiB", value_parser = parse_size_arg)]
     pub row_group_size: u64,
+    /// rewrite: decode and re-encode every row (target-sized row groups, one codec). concat:
+    /// copy column chunks as they are when a file set shares one schema (disk speed; the
+    /// inputs' row groups and codecs stay). auto: concat only when that loses nothing.
+    #[arg(long, value_enum, default_value_t = crate::merge::MergeMode::Rewrite)]
+    pub mode: crate::merge::MergeMode,
     /// Directories merged at once (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub parallelism: usize,

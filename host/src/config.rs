@@ -146,6 +146,9 @@ pub struct RawMerge {
     /// Row groups are cut when their encoded size reaches this.
     #[serde(default = "default_row_group_size")]
     pub row_group_size: String,
+    /// `rewrite` (default), `concat` or `auto`: how merged files are written.
+    #[serde(default)]
+    pub mode: Option<String>,
     /// Inputs whose row groups decompress to more than this are refused, so one hostile file
     /// cannot exhaust memory.
     #[serde(default = "default_max_row_group_bytes")]
@@ -181,6 +184,7 @@ impl Default for RawMerge {
         RawMerge {
             compression: default_compression(),
             row_group_size: default_row_group_size(),
+            mode: None,
             max_row_group_bytes: default_max_row_group_bytes(),
             batch_rows: default_batch_rows(),
             work_dir: None,
@@ -256,6 +260,8 @@ pub enum StoreConfig {
 #[derive(Debug, Clone)]
 pub struct MergeConfig {
     pub compression: Compression,
+    /// Rewrite rows, or concatenate column chunks where that applies.
+    pub mode: crate::merge::MergeMode,
     pub row_group_bytes: u64,
     pub max_row_group_bytes: u64,
     pub batch_rows: usize,
@@ -274,6 +280,7 @@ impl Default for MergeConfig {
     fn default() -> Self {
         MergeConfig {
             compression: Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
+            mode: Default::default(),
             row_group_bytes: 64 << 20,
             max_row_group_bytes: 1 << 30,
             batch_rows: default_batch_rows(),
@@ -364,6 +371,15 @@ impl Config {
                     raw.merge.compression
                 ))
             })?,
+            mode: match raw.merge.mode.as_deref() {
+                None => Default::default(),
+                Some(text) => <crate::merge::MergeMode as clap::ValueEnum>::from_str(text, true)
+                    .map_err(|_| {
+                        fail(format!(
+                            "[merge] mode = {text:?}: expected rewrite, concat or auto"
+                        ))
+                    })?,
+            },
             row_group_bytes,
             max_row_group_bytes,
             batch_rows: raw.merge.batch_rows,
@@ -735,6 +751,10 @@ min_files = 2
             (
                 format!("{MINIMAL}[merge]\ncompression = \"zip\"\n"),
                 "compression",
+            ),
+            (
+                format!("{MINIMAL}[merge]\nmode = \"copy\"\n"),
+                "mode = \"copy\": expected rewrite, concat or auto",
             ),
             (
                 MINIMAL.replace(

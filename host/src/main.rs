@@ -211,6 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     |e| UsageError(format!("--compression {:?}: {e}", args.compression)),
                 )?,
                 row_group_bytes: args.row_group_size.max(1024),
+                mode: args.mode,
                 parallelism: match args.parallelism {
                     0 => defaults.parallelism,
                     n => n,

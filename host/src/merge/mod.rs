@@ -3,12 +3,57 @@
 //! ([`rewrite`]). Inputs are decoded one at a time, so memory is bounded by a file, a batch and
 //! the row group being written, whatever the size of the partition.
 
+pub mod concat;
 pub mod footer;
 pub mod rewrite;
 pub mod schema;
 pub mod spool;
 
+use std::path::Path;
+
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use parquet::file::metadata::KeyValue;
+
+use crate::config::MergeConfig;
 use crate::store::StoreError;
+use footer::InputFile;
+use rewrite::MergeStats;
+
+/// How merged files are written (`[merge] mode`, `compactor merge --mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum MergeMode {
+    /// Decode every row and encode it anew: target-sized row groups, one codec, page indexes.
+    #[default]
+    Rewrite,
+    /// Copy column chunks without decoding when the inputs share one schema; else rewrite.
+    Concat,
+    /// Concat when it gives as good a file (same schema and codec, row groups already large),
+    /// else rewrite.
+    Auto,
+}
+
+/// Writes the merge of `inputs` (their data from `next_input`, in order) to `dest`, by
+/// concatenating column chunks where [`concat::applies`], else by rewriting rows.
+pub fn write_output(
+    inputs: &[InputFile],
+    schema: SchemaRef,
+    next_input: &mut dyn FnMut() -> Option<Result<Bytes, MergeError>>,
+    cfg: &MergeConfig,
+    metadata: Vec<KeyValue>,
+    dest: &Path,
+    on_progress: &dyn Fn(u64),
+) -> Result<MergeStats, MergeError> {
+    match concat::applies(inputs, cfg) {
+        Ok(()) => concat::concat_to_file(inputs, next_input, metadata, dest, on_progress),
+        Err(why) => {
+            if cfg.mode != MergeMode::Rewrite {
+                tracing::debug!(files = inputs.len(), "rewriting, not concatenating: {why}");
+            }
+            rewrite::merge_to_file(inputs, schema, next_input, cfg, metadata, dest, on_progress)
+        }
+    }
+}
 
 /// Why a set of files could not be merged. Every variant names the object(s) concerned.
 #[derive(Debug, thiserror::Error)]

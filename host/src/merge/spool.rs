@@ -17,7 +17,8 @@ use tempfile::NamedTempFile;
 
 use super::MergeError;
 use super::footer::InputFile;
-use super::rewrite::{MergeStats, merge_to_file};
+use super::rewrite::MergeStats;
+use super::write_output;
 use crate::config::MergeConfig;
 use crate::shutdown::{Phase, Stop};
 use crate::store::Store;
@@ -87,7 +88,7 @@ pub async fn merge_to_spool(
                 }
                 rx.blocking_recv()
             };
-            let stats = merge_to_file(
+            let stats = write_output(
                 &inputs,
                 schema,
                 &mut next,

@@ -1,0 +1,165 @@
+//! Concat mode: the inputs' column chunks are copied byte for byte into the output, nothing is
+//! decoded or encoded, so a merge runs at the speed of the disk.
+//!
+//! It applies only when every input has exactly the same Parquet and Arrow schema. The output
+//! keeps the inputs' row groups (so small inputs give small row groups) and their codecs; page
+//! indexes are not carried over, bloom filters are. `auto` therefore picks it only when the
+//! inputs' row groups are already large and compressed the way the output should be.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parquet::basic::Compression;
+use parquet::bloom_filter::Sbbf;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+
+use super::footer::InputFile;
+use super::rewrite::MergeStats;
+use super::{MergeError, MergeMode};
+use crate::config::MergeConfig;
+
+/// Whether concat mode merges `inputs` under `cfg`, or why not.
+pub fn applies(inputs: &[InputFile], cfg: &MergeConfig) -> Result<(), String> {
+    let Some(first) = inputs.first() else {
+        return Err("no inputs".into());
+    };
+    if cfg.mode == MergeMode::Rewrite {
+        return Err("[merge] mode is rewrite".into());
+    }
+    let parquet_schema = |i: &InputFile| i.metadata.file_metadata().schema_descr_ptr();
+    for input in &inputs[1..] {
+        if parquet_schema(input).root_schema() != parquet_schema(first).root_schema()
+            || input.schema.fields() != first.schema.fields()
+        {
+            return Err(format!(
+                "{} and {} differ in schema",
+                first.meta.key, input.meta.key
+            ));
+        }
+    }
+    if cfg.mode == MergeMode::Auto {
+        let chunks = || {
+            inputs
+                .iter()
+                .flat_map(|i| i.metadata.row_groups())
+                .flat_map(|rg| rg.columns())
+        };
+        let same_codec =
+            |c: Compression| std::mem::discriminant(&c) == std::mem::discriminant(&cfg.compression);
+        if !chunks().all(|c| same_codec(c.compression())) {
+            return Err("some inputs use another codec than [merge] compression".into());
+        }
+        let row_groups: usize = inputs.iter().map(|i| i.metadata.num_row_groups()).sum();
+        let bytes: i64 = inputs
+            .iter()
+            .flat_map(|i| i.metadata.row_groups())
+            .map(|rg| rg.compressed_size())
+            .sum();
+        let mean = bytes.max(0) as u64 / row_groups.max(1) as u64;
+        if mean < cfg.row_group_bytes / 4 {
+            return Err(format!(
+                "the inputs' row groups average {mean} bytes, below a quarter of \
+                 [merge] row_group_size: rewriting makes fewer, larger ones"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Copies the column chunks of `inputs` (whose data `next_input` yields in order) into a new
+/// file at `dest`, with the first input's footer metadata plus `metadata`.
+pub fn concat_to_file(
+    inputs: &[InputFile],
+    next_input: &mut dyn FnMut() -> Option<Result<Bytes, MergeError>>,
+    metadata: Vec<KeyValue>,
+    dest: &Path,
+    on_progress: &dyn Fn(u64),
+) -> Result<MergeStats, MergeError> {
+    let write_err = |e: &dyn std::fmt::Display| MergeError::Write(e.to_string());
+    let first = inputs.first().ok_or_else(|| write_err(&"no inputs"))?;
+    let mut kv: Vec<KeyValue> = first
+        .metadata
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .filter(|kv| !kv.key.starts_with(crate::journal::KEY_PREFIX))
+        .cloned()
+        .collect();
+    kv.extend(metadata);
+    let props = WriterProperties::builder()
+        .set_created_by(format!("compactor {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(kv))
+        .build();
+    let file = File::create(dest).map_err(|e| write_err(&e))?;
+    let schema = first
+        .metadata
+        .file_metadata()
+        .schema_descr()
+        .root_schema_ptr();
+    let mut writer =
+        SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(|e| write_err(&e))?;
+
+    let mut total_rows = 0u64;
+    for input in inputs {
+        let key = input.meta.key.as_str();
+        let data = next_input().unwrap_or_else(|| {
+            Err(MergeError::Write(format!(
+                "{key}: input data did not arrive"
+            )))
+        })?;
+        // The footer was read from this very version (same ETag), so its offsets hold; a
+        // chunk outside the data is a corrupt file, refused before anything is written.
+        let corrupt = |what: String| MergeError::Unreadable {
+            key: key.to_string(),
+            reason: format!("corrupt file: {what}"),
+        };
+        for rg in input.metadata.row_groups() {
+            for column in rg.columns() {
+                let (start, len) = column.byte_range();
+                if start.saturating_add(len) > data.len() as u64 {
+                    return Err(corrupt(format!(
+                        "column chunk {} at {start}+{len} lies beyond the file's {} bytes",
+                        column.column_path(),
+                        data.len()
+                    )));
+                }
+            }
+        }
+        for rg in input.metadata.row_groups() {
+            let mut out = writer.next_row_group().map_err(|e| write_err(&e))?;
+            for column in rg.columns() {
+                let close = ColumnCloseResult {
+                    bytes_written: column.compressed_size().max(0) as u64,
+                    rows_written: rg.num_rows().max(0) as u64,
+                    metadata: column.clone(),
+                    bloom_filter: Sbbf::read_from_column_chunk(column, &data).ok().flatten(),
+                    column_index: None,
+                    offset_index: None,
+                };
+                out.append_column(&data, close)
+                    .map_err(|e| corrupt(e.to_string()))?;
+            }
+            out.close().map_err(|e| write_err(&e))?;
+            total_rows += rg.num_rows().max(0) as u64;
+        }
+        on_progress(input.meta.size);
+    }
+    let expected: u64 = inputs.iter().map(|i| i.rows).sum();
+    let written = writer.close().map_err(|e| write_err(&e))?;
+    if total_rows != expected {
+        return Err(MergeError::Write(format!(
+            "copied {total_rows} rows but the inputs hold {expected}"
+        )));
+    }
+    Ok(MergeStats {
+        rows: total_rows,
+        bytes: std::fs::metadata(dest).map_err(|e| write_err(&e))?.len(),
+        row_groups: written.row_groups().len(),
+    })
+}
