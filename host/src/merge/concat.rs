@@ -6,7 +6,6 @@
 //! indexes are not carried over, bloom filters are. `auto` therefore picks it only when the
 //! inputs' row groups are already large and compressed the way the output should be.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -96,7 +95,7 @@ pub fn concat_to_file(
         .set_created_by(format!("compactor {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(kv))
         .build();
-    let file = File::create(dest).map_err(|e| write_err(&e))?;
+    let file = super::create_output(dest)?;
     let schema = first
         .metadata
         .file_metadata()

@@ -33,6 +33,14 @@ pub enum MergeMode {
     Auto,
 }
 
+/// Creates the output file behind a 1 MiB buffer: parquet's own writer buffers 8 KiB, and a
+/// copied column chunk would otherwise go out in 8 KiB system calls.
+fn create_output(dest: &Path) -> Result<std::io::BufWriter<std::fs::File>, MergeError> {
+    std::fs::File::create(dest)
+        .map(|file| std::io::BufWriter::with_capacity(1 << 20, file))
+        .map_err(|e| MergeError::Write(format!("{}: {e}", dest.display())))
+}
+
 /// Writes the merge of `inputs` (their data from `next_input`, in order) to `dest`, by
 /// concatenating column chunks where [`concat::applies`], else by rewriting rows.
 pub fn write_output(

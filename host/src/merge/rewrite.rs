@@ -5,7 +5,6 @@
 //! encoded size ([`MergeConfig::row_group_bytes`]), not by row count, so wide and narrow tables
 //! both get reader-friendly row groups.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -44,7 +43,7 @@ pub fn merge_to_file(
     on_progress: &dyn Fn(u64),
 ) -> Result<MergeStats, MergeError> {
     let write_err = |e: &dyn std::fmt::Display| MergeError::Write(e.to_string());
-    let file = File::create(dest).map_err(|e| write_err(&e))?;
+    let file = super::create_output(dest)?;
     let props = WriterProperties::builder()
         .set_compression(cfg.compression)
         // Row groups are cut by encoded size only.
@@ -109,7 +108,7 @@ fn copy_rows(
     data: Bytes,
     schema: &SchemaRef,
     cfg: &MergeConfig,
-    writer: &mut ArrowWriter<File>,
+    writer: &mut ArrowWriter<std::io::BufWriter<std::fs::File>>,
 ) -> Result<u64, MergeError> {
     let key = input.meta.key.as_str();
     let corrupt = |e: &dyn std::fmt::Display| MergeError::Unreadable {
