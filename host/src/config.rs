@@ -149,6 +149,10 @@ pub struct RawMerge {
     /// `rewrite` (default), `concat` or `auto`: how merged files are written.
     #[serde(default)]
     pub mode: Option<String>,
+    /// Keep the finished pages of the row group being written in a temporary file instead of
+    /// memory (default true).
+    #[serde(default = "default_true")]
+    pub spill_pages: bool,
     /// Inputs whose row groups decompress to more than this are refused, so one hostile file
     /// cannot exhaust memory.
     #[serde(default = "default_max_row_group_bytes")]
@@ -185,6 +189,7 @@ impl Default for RawMerge {
             compression: default_compression(),
             row_group_size: default_row_group_size(),
             mode: None,
+            spill_pages: true,
             max_row_group_bytes: default_max_row_group_bytes(),
             batch_rows: default_batch_rows(),
             work_dir: None,
@@ -262,6 +267,8 @@ pub struct MergeConfig {
     pub compression: Compression,
     /// Rewrite rows, or concatenate column chunks where that applies.
     pub mode: crate::merge::MergeMode,
+    /// Finished pages wait in a temporary file, not in memory, until their row group is written.
+    pub spill_pages: bool,
     pub row_group_bytes: u64,
     pub max_row_group_bytes: u64,
     pub batch_rows: usize,
@@ -281,6 +288,7 @@ impl Default for MergeConfig {
         MergeConfig {
             compression: Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
             mode: Default::default(),
+            spill_pages: true,
             row_group_bytes: 64 << 20,
             max_row_group_bytes: 1 << 30,
             batch_rows: default_batch_rows(),
@@ -380,6 +388,7 @@ impl Config {
                         ))
                     })?,
             },
+            spill_pages: raw.merge.spill_pages,
             row_group_bytes,
             max_row_group_bytes,
             batch_rows: raw.merge.batch_rows,

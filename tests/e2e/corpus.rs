@@ -113,6 +113,29 @@ fn every_readable_file_concatenates_with_copies_of_itself() {
     }
 }
 
+/// Finished pages are spilled to a temporary file by default; held in memory they make the
+/// same rows (both writer paths stay correct).
+#[test]
+fn pages_held_in_memory_or_spilled_give_the_same_rows() {
+    let name = "nested_lists.snappy.parquet";
+    for spill in ["true", "false"] {
+        let w = Warehouse::with_tables(&format!(
+            "spill_pages = {spill}\n[[tables]]\nname = \"events\"\nprefix = \"events/\"\n"
+        ));
+        for copy in 0..3 {
+            w.put(&format!("{}part-{copy}.parquet", cold(1)), &corpus(name));
+        }
+        w.run(&["once"]).expect_code(0);
+        let outputs = w.outputs(&cold(1));
+        assert_eq!(w.files(&cold(1)), outputs, "spill_pages = {spill}");
+        assert_same_rows(&w.path(&outputs[0]), &vec![corpus(name); 3]);
+        assert!(
+            std::fs::read_dir(w.base.join("work")).map_or(true, |mut d| d.next().is_none()),
+            "no temporary file left"
+        );
+    }
+}
+
 /// arrow-rs reads INT96 as nanoseconds and silently wraps instants outside 1677..2262; the
 /// merged file must hold the exact instants Spark wrote.
 #[test]

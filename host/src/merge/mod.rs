@@ -7,6 +7,7 @@ pub mod concat;
 pub mod footer;
 pub mod rewrite;
 pub mod schema;
+pub mod spill;
 pub mod spool;
 
 use std::path::Path;

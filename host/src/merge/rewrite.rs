@@ -16,6 +16,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
@@ -57,7 +58,8 @@ pub fn merge_to_file(
     schema_md.retain(|k, _| !k.starts_with(crate::journal::KEY_PREFIX));
     let schema = Arc::new(schema.as_ref().clone().with_metadata(schema_md));
     let mut writer =
-        ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| write_err(&e))?;
+        ArrowWriter::try_new_with_options(file, schema.clone(), writer_options(props, cfg, dest))
+            .map_err(|e| write_err(&e))?;
 
     let mut total_rows = 0u64;
     for input in inputs {
@@ -100,6 +102,19 @@ pub fn merge_to_file(
         bytes: std::fs::metadata(dest).map_err(|e| write_err(&e))?.len(),
         row_groups: written.row_groups().len(),
     })
+}
+
+/// With `[merge] spill_pages`, finished pages wait in a temporary file beside `dest`.
+fn writer_options(props: WriterProperties, cfg: &MergeConfig, dest: &Path) -> ArrowWriterOptions {
+    let options = ArrowWriterOptions::new().with_properties(props);
+    match dest.parent() {
+        Some(dir) if cfg.spill_pages => {
+            options.with_page_store_factory(Arc::new(super::spill::SpillFactory {
+                dir: dir.to_path_buf(),
+            }))
+        }
+        _ => options,
+    }
 }
 
 /// Decodes one input and writes its rows, shaped to `schema`. Returns the rows decoded.
