@@ -71,6 +71,7 @@ pub async fn execute(
         .sum();
     let progress = progress_bar(total_bytes);
     let memory = MemoryBudget::new(cfg.memory_budget_bytes);
+    let merge_slots = tokio::sync::Semaphore::new(cfg.parallelism.max(1));
     let ctx = Ctx {
         store: store.as_ref(),
         shared_store: &store,
@@ -80,6 +81,7 @@ pub async fn execute(
         crash: CrashPoint::from_env(),
         stop,
         memory: &memory,
+        merge_slots: &merge_slots,
     };
 
     // Merged files a killed run was writing (a live run's are younger).
@@ -277,13 +279,23 @@ async fn execute_partition_steps(ctx: &Ctx<'_>, p: &PartitionPlan) -> RunSummary
         Action::Compact { groups } => {
             let (mut merged_any, mut failed_any) = (false, false);
             let mut abandoned = false;
-            for group in groups {
-                if ctx.stop.is_draining() {
-                    abandoned = true;
-                    break;
-                }
-                ctx.progress.set_message(prefix.to_string());
-                match execute_group(ctx, prefix, group).await {
+            // The futures are made before the stream (see `execute`), in plan order, which is
+            // also the order their outcomes are reported in.
+            let runs: Vec<_> = groups
+                .iter()
+                .map(|group| run_group(ctx, prefix, group))
+                .collect();
+            let outcomes: Vec<Option<Result<GroupOutcome, MergeError>>> =
+                futures::stream::iter(runs)
+                    .buffered(ctx.cfg.parallelism.max(1))
+                    .collect()
+                    .await;
+            for (group, outcome) in groups.iter().zip(outcomes) {
+                let Some(outcome) = outcome else {
+                    abandoned = true; // not started: the run is shutting down
+                    continue;
+                };
+                match outcome {
                     Ok(outcome) => {
                         merged_any |= !outcome.merged.is_empty();
                         for note in &outcome.notes {
@@ -305,7 +317,6 @@ async fn execute_partition_steps(ctx: &Ctx<'_>, p: &PartitionPlan) -> RunSummary
                             group.inputs.len()
                         );
                         abandoned = true;
-                        break;
                     }
                     Err(e) => {
                         failed_any = true;
@@ -349,6 +360,9 @@ struct Ctx<'a> {
     crash: Option<CrashPoint>,
     stop: &'a Stop,
     memory: &'a MemoryBudget,
+    /// Merges running at once over the whole run (`[merge] parallelism`): partitions and the
+    /// groups of one partition alike take a slot, so a single large partition uses every core.
+    merge_slots: &'a tokio::sync::Semaphore,
 }
 
 /// The memory merges in flight may use together (`[merge] memory_budget`), counted in MiB.
@@ -414,6 +428,20 @@ struct GroupOutcome {
     merged: Vec<Merged>,
     /// Schema splits and inputs left alone, said out loud.
     notes: Vec<String>,
+}
+
+/// One group in its merge slot; `None` when the run started draining before its turn.
+async fn run_group(
+    ctx: &Ctx<'_>,
+    prefix: &str,
+    group: &GroupPlan,
+) -> Option<Result<GroupOutcome, MergeError>> {
+    let _slot = ctx.merge_slots.acquire().await.ok()?;
+    if ctx.stop.is_draining() {
+        return None;
+    }
+    ctx.progress.set_message(prefix.to_string());
+    Some(execute_group(ctx, prefix, group).await)
 }
 
 async fn execute_group(
