@@ -20,7 +20,7 @@ for path in a.results:
     doc = json.load(open(path))
     machine = machine or doc["machine"]
     settings = settings or doc["settings"]
-    name = os.path.basename(path).removesuffix(".json").removesuffix("-once")
+    name = os.path.basename(path).removesuffix(".json").removesuffix("-once").removesuffix("-concat")
     entry = by_dataset.setdefault(name, {"dataset": doc["dataset"], "rows": [], "date": doc["date"]})
     for s in doc["summary"]:
         if s["peer"] == "ours":
@@ -70,6 +70,11 @@ for name, entry in by_dataset.items():
             out = f"{ours['out_mib'] / r['out_mib']:.2f}x" if r["out_mib"] else "-"
             lines.append(f"| {r['peer']} | {ours['mib_per_s'] / r['mib_per_s']:.2f}x | "
                          f"{ours['peak_rss_mib_max'] / r['peak_rss_mib_max']:.2f}x | {out} |")
+    concat, cat = find(rows, "compactor merge --mode concat"), find(rows, "cat")
+    if concat and cat:
+        lines.append("")
+        lines.append(f"`compactor merge --mode concat` (column chunks copied, nothing decoded) runs at "
+                     f"{concat['mib_per_s'] / cat['mib_per_s']:.0%} of `cat`'s throughput.")
     lines.append("")
 
 notes = os.path.join(os.path.dirname(a.out), "benchmarks-notes.md")
@@ -86,7 +91,8 @@ import matplotlib.pyplot as plt
 
 fig, axes = plt.subplots(len(by_dataset), 2, figsize=(12, 3.5 * len(by_dataset)), squeeze=False)
 for row, (name, entry) in enumerate(by_dataset.items()):
-    rows = [r for r in entry["rows"] if r["peer"] not in ("cat", "cp")]
+    # The floors write no Parquet, and concat (no decoding) would dwarf every other bar.
+    rows = [r for r in entry["rows"] if r["peer"] not in ("cat", "cp") and "concat" not in r["peer"]]
     peers = [r["peer"].replace(" (in place)", "\n(in place)") for r in rows]
     colors = ["tab:orange" if p.startswith("compactor") else "tab:blue" for p in peers]
     axes[row][0].barh(peers, [r["mib_per_s"] for r in rows], color=colors)
