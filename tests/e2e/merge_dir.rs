@@ -77,3 +77,55 @@ fn merge_writes_one_file_per_directory_and_leaves_the_input_alone() {
     let rows: i64 = files.iter().map(|f| rows_in(f)).sum();
     assert_eq!(rows, 4 * rows_in(&small));
 }
+
+/// Issue 7, output size: a column whose values are nearly all distinct is written without a
+/// dictionary (which would only cost bytes and time before the writer gave up on it); a
+/// column of few values keeps its dictionary. Every row survives either way.
+#[test]
+fn nearly_unique_columns_are_written_without_a_dictionary() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use parquet::file::reader::FileReader;
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in/dt=2026-11-20");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut inputs = Vec::new();
+    for f in 0..3i64 {
+        let n = 10_000;
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values((0..n).map(|i| f * n + i)));
+        let kinds: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..n).map(|i| ["click", "view", "buy"][i as usize % 3]),
+        ));
+        let batch = RecordBatch::try_from_iter([("id", ids), ("kind", kinds)]).unwrap();
+        let path = input.join(format!("part-{f}.parquet"));
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        inputs.push(path);
+    }
+    let output = dir.path().join("out");
+    Run(Command::new(env!("CARGO_BIN_EXE_compactor"))
+        .arg("merge")
+        .arg(dir.path().join("in"))
+        .arg(&output)
+        .output()
+        .unwrap())
+    .expect_code(0);
+    let merged = output.join("dt=2026-11-20/part-00000.parquet");
+    assert_same_rows(&merged, &inputs);
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+        std::fs::File::open(&merged).unwrap(),
+    )
+    .unwrap();
+    let rg = reader.metadata().row_group(0);
+    let dictionary = |i: usize| rg.column(i).dictionary_page_offset().is_some();
+    assert!(!dictionary(0), "id: nearly unique, written plain");
+    assert!(dictionary(1), "kind: three values, dictionary-encoded");
+}

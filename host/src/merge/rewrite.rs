@@ -44,22 +44,16 @@ pub fn merge_to_file(
     on_progress: &dyn Fn(u64),
 ) -> Result<MergeStats, MergeError> {
     let write_err = |e: &dyn std::fmt::Display| MergeError::Write(e.to_string());
-    let file = super::create_output(dest)?;
-    let props = WriterProperties::builder()
-        .set_compression(cfg.compression)
-        // Row groups are cut by encoded size only.
-        .set_max_row_group_row_count(None)
-        .set_max_row_group_bytes(Some(cfg.row_group_bytes.max(1) as usize))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_created_by(format!("compactor {}", env!("CARGO_PKG_VERSION")))
-        .build();
     // Our own journal key from inputs that were earlier outputs must not be inherited.
     let mut schema_md = schema.metadata().clone();
     schema_md.retain(|k, _| !k.starts_with(crate::journal::KEY_PREFIX));
     let schema = Arc::new(schema.as_ref().clone().with_metadata(schema_md));
-    let mut writer =
-        ArrowWriter::try_new_with_options(file, schema.clone(), writer_options(props, cfg, dest))
-            .map_err(|e| write_err(&e))?;
+    let mut writer = Writer::Pending {
+        file: super::create_output(dest)?,
+        schema: schema.clone(),
+        cfg,
+        dest,
+    };
 
     let mut total_rows = 0u64;
     for input in inputs {
@@ -84,13 +78,13 @@ pub fn merge_to_file(
     // footers were read) go back into the footer as they were, next to our journal.
     for (key, value) in schema.metadata().iter() {
         if key != "ARROW:schema" {
-            writer.append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
+            writer.append_key_value_metadata(KeyValue::new(key.clone(), value.clone()))?;
         }
     }
     for kv in metadata {
-        writer.append_key_value_metadata(kv);
+        writer.append_key_value_metadata(kv)?;
     }
-    let written = writer.close().map_err(|e| write_err(&e))?;
+    let written = writer.close()?;
     let rows: i64 = written.row_groups().iter().map(|rg| rg.num_rows()).sum();
     if rows as u64 != total_rows {
         return Err(MergeError::Write(format!(
@@ -102,6 +96,78 @@ pub fn merge_to_file(
         bytes: std::fs::metadata(dest).map_err(|e| write_err(&e))?.len(),
         row_groups: written.row_groups().len(),
     })
+}
+
+type Output = std::io::BufWriter<std::fs::File>;
+
+/// The output's writer, made when the first batch arrives: its properties depend on the data
+/// (columns sampled as nearly unique are written without a dictionary).
+enum Writer<'a> {
+    Pending {
+        file: Output,
+        schema: SchemaRef,
+        cfg: &'a MergeConfig,
+        dest: &'a Path,
+    },
+    Open(Box<ArrowWriter<Output>>),
+    Taken,
+}
+
+impl Writer<'_> {
+    /// The writer, made from `sample` (the merge's first batch) if it is not made yet.
+    fn open(
+        &mut self,
+        sample: Option<&RecordBatch>,
+    ) -> Result<&mut ArrowWriter<Output>, MergeError> {
+        if let Writer::Pending { .. } = self {
+            let Writer::Pending {
+                file,
+                schema,
+                cfg,
+                dest,
+            } = std::mem::replace(self, Writer::Taken)
+            else {
+                unreachable!("matched above")
+            };
+            let mut props = WriterProperties::builder()
+                .set_compression(cfg.compression)
+                // Row groups are cut by encoded size only.
+                .set_max_row_group_row_count(None)
+                .set_max_row_group_bytes(Some(cfg.row_group_bytes.max(1) as usize))
+                .set_statistics_enabled(EnabledStatistics::Page)
+                .set_created_by(format!("compactor {}", env!("CARGO_PKG_VERSION")));
+            for column in sample
+                .map(super::cardinality::nearly_unique_columns)
+                .unwrap_or_default()
+            {
+                props = props.set_column_dictionary_enabled(column, false);
+            }
+            let writer = ArrowWriter::try_new_with_options(
+                file,
+                schema,
+                writer_options(props.build(), cfg, dest),
+            )
+            .map_err(|e| MergeError::Write(e.to_string()))?;
+            *self = Writer::Open(Box::new(writer));
+        }
+        match self {
+            Writer::Open(w) => Ok(w),
+            _ => Err(MergeError::Write("the output writer failed earlier".into())),
+        }
+    }
+
+    fn append_key_value_metadata(&mut self, kv: KeyValue) -> Result<(), MergeError> {
+        self.open(None)?.append_key_value_metadata(kv);
+        Ok(())
+    }
+
+    fn close(mut self) -> Result<parquet::file::metadata::ParquetMetaData, MergeError> {
+        self.open(None)?;
+        match self {
+            Writer::Open(w) => w.close().map_err(|e| MergeError::Write(e.to_string())),
+            _ => Err(MergeError::Write("the output writer failed earlier".into())),
+        }
+    }
 }
 
 /// With `[merge] spill_pages`, finished pages wait in a temporary file beside `dest`.
@@ -123,7 +189,7 @@ fn copy_rows(
     data: Bytes,
     schema: &SchemaRef,
     cfg: &MergeConfig,
-    writer: &mut ArrowWriter<std::io::BufWriter<std::fs::File>>,
+    writer: &mut Writer<'_>,
 ) -> Result<u64, MergeError> {
     let key = input.meta.key.as_str();
     let corrupt = |e: &dyn std::fmt::Display| MergeError::Unreadable {
@@ -143,6 +209,7 @@ fn copy_rows(
         rows += batch.num_rows() as u64;
         let batch = conform(key, batch, schema)?;
         writer
+            .open(Some(&batch))?
             .write(&batch)
             .map_err(|e| MergeError::Write(e.to_string()))?;
     }
