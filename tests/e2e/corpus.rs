@@ -26,9 +26,9 @@ fn partition_for(i: usize) -> String {
     format!("events/dt=2026-10-{:02}/hour=0{}/", 1 + i / 5, i % 5)
 }
 
-#[test]
-fn every_readable_file_merges_with_copies_of_itself() {
-    let w = Warehouse::new("target_size = \"128MiB\"");
+/// Three copies of every readable corpus file, each file in a partition of its own
+/// ([`partition_for`] its index); returns the files' names in that order.
+fn put_three_copies_of_each_readable_file(w: &Warehouse) -> Vec<String> {
     let names = readable_files();
     for (i, name) in names.iter().enumerate() {
         for copy in 0..3 {
@@ -38,6 +38,13 @@ fn every_readable_file_merges_with_copies_of_itself() {
             );
         }
     }
+    names
+}
+
+#[test]
+fn every_readable_file_merges_with_copies_of_itself() {
+    let w = Warehouse::new("target_size = \"128MiB\"");
+    let names = put_three_copies_of_each_readable_file(&w);
     w.run(&["once"]).expect_code(0);
     let m = manifest();
     for (i, name) in names.iter().enumerate() {
@@ -74,15 +81,7 @@ fn every_readable_file_concatenates_with_copies_of_itself() {
     let w = Warehouse::with_tables(
         "mode = \"concat\"\n[[tables]]\nname = \"events\"\nprefix = \"events/\"\n",
     );
-    let names = readable_files();
-    for (i, name) in names.iter().enumerate() {
-        for copy in 0..3 {
-            w.put(
-                &format!("{}part-{copy}.parquet", partition_for(i)),
-                &corpus(name),
-            );
-        }
-    }
+    let names = put_three_copies_of_each_readable_file(&w);
     w.run(&["once"]).expect_code(0);
     let row_groups = |path: &std::path::Path| {
         use parquet::file::reader::FileReader;

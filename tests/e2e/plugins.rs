@@ -437,14 +437,16 @@ fn a_plugin_built_for_contract_0_1_0_still_runs() {
 }
 
 /// Contract 0.2.0: a group's compression is what its output is written with; without one,
-/// the host's `[merge] compression` (zstd) applies.
+/// the host's `[merge] compression` (zstd) applies. Per-table settings on one plugin: the
+/// tables differ in codec, and a third in target size (1 KiB: its files are already large).
 #[test]
 fn a_policy_chooses_the_output_compression() {
     let w = Warehouse::with_tables(
         "[[tables]]\nname = \"fast\"\nprefix = \"fast/\"\n[tables.settings]\ncompression = \"snappy\"\n\
-         [[tables]]\nname = \"plain\"\nprefix = \"plain/\"\n",
+         [[tables]]\nname = \"plain\"\nprefix = \"plain/\"\n\
+         [[tables]]\nname = \"tiny\"\nprefix = \"tiny/\"\n[tables.settings]\ntarget_size = \"1KiB\"\n",
     );
-    for table in ["fast", "plain"] {
+    for table in ["fast", "plain", "tiny"] {
         for i in 0..2 {
             w.put(
                 &format!("{table}/dt=2026-11-20/hour=01/part-{i}.parquet"),
@@ -458,7 +460,15 @@ fn a_policy_chooses_the_output_compression() {
         "{}",
         plan.stdout()
     );
+    assert!(
+        plan.stdout().contains(
+            "tiny/dt=2026-11-20/hour=01/: 2 files, 3.6 KiB: skip (too few files: 0 below the target size"
+        ),
+        "{}",
+        plan.stdout()
+    );
     w.run(&["once"]).expect_code(0);
+    assert!(w.outputs("tiny/dt=2026-11-20/hour=01/").is_empty());
     let codecs = |table: &str| -> Vec<String> {
         use parquet::file::reader::FileReader;
         let output = w

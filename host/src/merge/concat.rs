@@ -107,11 +107,7 @@ pub fn concat_to_file(
     let mut total_rows = 0u64;
     for input in inputs {
         let key = input.meta.key.as_str();
-        let data = next_input().unwrap_or_else(|| {
-            Err(MergeError::Write(format!(
-                "{key}: input data did not arrive"
-            )))
-        })?;
+        let data = super::next_data(next_input, key)?;
         // The footer was read from this very version (same ETag), so its offsets hold; a
         // chunk outside the data is a corrupt file, refused before anything is written.
         let corrupt = |what: String| MergeError::Unreadable {

@@ -35,6 +35,18 @@ pub enum MergeMode {
     Auto,
 }
 
+/// The data of the input `key`, next from `next_input` (which yields them in order).
+fn next_data(
+    next_input: &mut dyn FnMut() -> Option<Result<Bytes, MergeError>>,
+    key: &str,
+) -> Result<Bytes, MergeError> {
+    next_input().unwrap_or_else(|| {
+        Err(MergeError::Write(format!(
+            "{key}: input data did not arrive"
+        )))
+    })
+}
+
 /// Creates the output file behind a 1 MiB buffer: parquet's own writer buffers 8 KiB, and a
 /// copied column chunk would otherwise go out in 8 KiB system calls.
 fn create_output(dest: &Path) -> Result<std::io::BufWriter<std::fs::File>, MergeError> {

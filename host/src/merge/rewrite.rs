@@ -58,11 +58,7 @@ pub fn merge_to_file(
     let mut total_rows = 0u64;
     for input in inputs {
         let key = input.meta.key.as_str();
-        let data = next_input().unwrap_or_else(|| {
-            Err(MergeError::Write(format!(
-                "{key}: input data did not arrive"
-            )))
-        })?;
+        let data = super::next_data(next_input, key)?;
         let decoded = catch_panic(key, || copy_rows(input, data, &schema, cfg, &mut writer))?;
         if decoded != input.rows {
             return Err(MergeError::RowCountMismatch {

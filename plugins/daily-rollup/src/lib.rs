@@ -15,8 +15,8 @@
 //! `rollup_compression` (zstd(9)).
 
 use compactor_plugin_sdk::{
-    Decision, FileInfo, Group, Partition, Policy, parse_codec, parse_duration_ms, parse_size,
-    partition_window_end_ms, split_even,
+    Decision, FileInfo, Group, Partition, Policy, parse_codec, parse_count, parse_duration_ms,
+    parse_size, partition_window_end_ms, split_even,
 };
 
 #[derive(Debug, Clone)]
@@ -43,12 +43,7 @@ impl Policy for DailyRollup {
             match key.as_str() {
                 "target_size" => p.target_size = parse_size(value).map_err(bad)?,
                 "intraday_max_files" => {
-                    p.intraday_max_files = value
-                        .trim()
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|&n| n >= 1)
-                        .ok_or_else(|| bad("expected a whole number of at least 1".into()))?
+                    p.intraday_max_files = parse_count(value, 1).map_err(bad)? as usize
                 }
                 "grace_period" => p.grace_period_ms = parse_duration_ms(value).map_err(bad)?,
                 "rollup_compression" => {

@@ -1,6 +1,6 @@
 //! The policy's settings, parsed from the string pairs of `[tables.settings]`.
 
-use compactor_plugin_sdk::{parse_codec, parse_duration_ms, parse_size};
+use compactor_plugin_sdk::{parse_codec, parse_count, parse_duration_ms, parse_size};
 
 /// Typed settings with the defaults of the classic hourly compaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,14 +39,7 @@ impl Settings {
             let bad = |why: String| format!("setting {key} = {value:?}: {why}");
             match key.as_str() {
                 "target_size" => s.target_size = parse_size(value).map_err(bad)?,
-                "min_files" => {
-                    s.min_files = value
-                        .trim()
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|&n| n >= 1)
-                        .ok_or_else(|| bad("expected a whole number of at least 1".into()))?
-                }
+                "min_files" => s.min_files = parse_count(value, 1).map_err(bad)? as usize,
                 "grace_period" => s.grace_period_ms = parse_duration_ms(value).map_err(bad)?,
                 "undated_cold_after" => {
                     s.undated_cold_after_ms = parse_duration_ms(value).map_err(bad)?

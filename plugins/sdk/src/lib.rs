@@ -26,7 +26,7 @@ pub use policy::{
     validate,
 };
 pub use time_keys::{civil_from_days, days_from_civil, partition_window_end_ms};
-pub use units::{parse_duration_ms, parse_size};
+pub use units::{parse_count, parse_duration_ms, parse_size};
 
 /// What [`export_policy!`] expands to needs; not part of the API.
 #[cfg(target_arch = "wasm32")]

@@ -1,4 +1,13 @@
-//! Human-friendly sizes and durations, as written in config files.
+//! Human-friendly sizes, durations and counts, as written in config files.
+
+/// Parses a whole number of at least `min`, e.g. a `min_files` setting.
+pub fn parse_count(text: &str, min: u64) -> Result<u64, String> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|&n| n >= min)
+        .ok_or_else(|| format!("expected a whole number of at least {min}, got {text:?}"))
+}
 
 /// Parses `"128MiB"`, `"1.5GB"`, `"4096"`: binary units (KiB, MiB, GiB, TiB), decimal units
 /// (KB, MB, GB, TB) and plain bytes (`B` or no unit).

@@ -13,7 +13,8 @@
 //! Settings: `target_size` (default 128MiB), `tier_ratio` (default 8), `min_files` (default 4).
 
 use compactor_plugin_sdk::{
-    Decision, FileInfo, Group, Partition, Policy, parse_size, partition_window_end_ms, split_even,
+    Decision, FileInfo, Group, Partition, Policy, parse_count, parse_size, partition_window_end_ms,
+    split_even,
 };
 
 /// The policy with a table's settings.
@@ -59,17 +60,10 @@ impl Settings {
     pub fn from_pairs(pairs: &[(String, String)]) -> Result<Settings, String> {
         let mut s = Settings::default();
         for (key, value) in pairs {
-            let bad = |why: &str| format!("setting {key} = {value:?}: {why}");
-            let whole = |min: u64| {
-                value
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|&n| n >= min)
-                    .ok_or_else(|| bad(&format!("expected a whole number of at least {min}")))
-            };
+            let bad = |why: String| format!("setting {key} = {value:?}: {why}");
+            let whole = |min: u64| parse_count(value, min).map_err(bad);
             match key.as_str() {
-                "target_size" => s.target_size = parse_size(value).map_err(|e| bad(&e))?,
+                "target_size" => s.target_size = parse_size(value).map_err(bad)?,
                 "tier_ratio" => s.tier_ratio = whole(2)?,
                 "min_files" => s.min_files = whole(2)? as usize,
                 _ => {
