@@ -453,11 +453,15 @@ async fn execute_group(
     for meta in &group.inputs {
         inputs.push(read_input(ctx.store, meta, ctx.cfg.max_row_group_bytes).await?);
     }
-    // The policy may choose the group's compression (checked when it answered).
+    // The policy may choose the group's compression (checked when it answered). Chunks are
+    // then only copied as they are (concat) when they already have that codec.
     let mut cfg = ctx.cfg.clone();
     if let Some(codec) = &group.compression {
         cfg.compression = crate::config::parse_compression(codec)
             .map_err(|e| MergeError::Write(format!("compression {codec:?}: {e}")))?;
+        if cfg.mode == crate::merge::MergeMode::Concat {
+            cfg.mode = crate::merge::MergeMode::Auto;
+        }
     }
     let (sets, mut notes) = split_compatible(&inputs);
     let mut outcome = GroupOutcome::default();

@@ -709,3 +709,47 @@ fn a_python_plugin_compacts_only_in_its_quiet_hours() {
         3 * rows_in(&corpus("alltypes_plain.parquet"))
     );
 }
+
+/// With `[merge] mode = "concat"`, a group whose policy chose a compression is still written
+/// with it: chunks are copied as they are only when they already have that codec.
+#[test]
+fn concat_mode_gives_way_to_a_policy_chosen_compression() {
+    let w = Warehouse::with_tables(
+        "mode = \"concat\"\n\
+         [[tables]]\nname = \"fast\"\nprefix = \"fast/\"\n[tables.settings]\ncompression = \"snappy\"\n\
+         [[tables]]\nname = \"plain\"\nprefix = \"plain/\"\n",
+    );
+    for table in ["fast", "plain"] {
+        for i in 0..3 {
+            w.put(
+                &format!("{table}/dt=2026-11-20/hour=01/part-{i}.parquet"),
+                &corpus("alltypes_plain.parquet"),
+            );
+        }
+    }
+    w.run(&["once"]).expect_code(0);
+    let layout = |table: &str| {
+        use parquet::file::reader::FileReader;
+        let output = w
+            .outputs(&format!("{table}/dt=2026-11-20/hour=01/"))
+            .remove(0);
+        let file = std::fs::File::open(w.path(&output)).unwrap();
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap();
+        let md = reader.metadata();
+        (
+            md.num_row_groups(),
+            format!("{:?}", md.row_group(0).column(0).compression()),
+        )
+    };
+    // The inputs are uncompressed, one row group each.
+    assert_eq!(
+        layout("fast"),
+        (1, "SNAPPY".to_string()),
+        "rewritten as asked"
+    );
+    assert_eq!(
+        layout("plain"),
+        (3, "UNCOMPRESSED".to_string()),
+        "copied as they are"
+    );
+}
