@@ -101,7 +101,7 @@ pub struct MergeArgs {
     /// inputs' row groups and codecs stay). auto: concat only when that loses nothing.
     #[arg(long, value_enum, default_value_t = crate::merge::MergeMode::Rewrite)]
     pub mode: crate::merge::MergeMode,
-    /// Directories merged at once (0: one per core).
+    /// Merges at once (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub parallelism: usize,
     /// The directory tree to read.

@@ -9,7 +9,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use parquet::basic::Compression;
 use parquet::bloom_filter::Sbbf;
 use parquet::column::writer::ColumnCloseResult;
@@ -74,7 +73,7 @@ pub fn applies(inputs: &[InputFile], cfg: &MergeConfig) -> Result<(), String> {
 /// file at `dest`, with the first input's footer metadata plus `metadata`.
 pub fn concat_to_file(
     inputs: &[InputFile],
-    next_input: &mut dyn FnMut() -> Option<Result<Bytes, MergeError>>,
+    next_input: &mut super::NextInput<'_>,
     metadata: Vec<KeyValue>,
     dest: &Path,
     on_progress: &dyn Fn(u64),

@@ -35,11 +35,11 @@ pub enum MergeMode {
     Auto,
 }
 
+/// Where a merge's input data comes from, one file after another in the inputs' order.
+pub type NextInput<'a> = dyn FnMut() -> Option<Result<Bytes, MergeError>> + Send + 'a;
+
 /// The data of the input `key`, next from `next_input` (which yields them in order).
-fn next_data(
-    next_input: &mut dyn FnMut() -> Option<Result<Bytes, MergeError>>,
-    key: &str,
-) -> Result<Bytes, MergeError> {
+fn next_data(next_input: &mut NextInput<'_>, key: &str) -> Result<Bytes, MergeError> {
     next_input().unwrap_or_else(|| {
         Err(MergeError::Write(format!(
             "{key}: input data did not arrive"
@@ -60,7 +60,7 @@ fn create_output(dest: &Path) -> Result<std::io::BufWriter<std::fs::File>, Merge
 pub fn write_output(
     inputs: &[InputFile],
     schema: SchemaRef,
-    next_input: &mut dyn FnMut() -> Option<Result<Bytes, MergeError>>,
+    next_input: &mut NextInput<'_>,
     cfg: &MergeConfig,
     metadata: Vec<KeyValue>,
     dest: &Path,

@@ -37,7 +37,7 @@ pub struct MergeStats {
 pub fn merge_to_file(
     inputs: &[InputFile],
     schema: SchemaRef,
-    next_input: &mut dyn FnMut() -> Option<Result<Bytes, MergeError>>,
+    next_input: &mut super::NextInput<'_>,
     cfg: &MergeConfig,
     metadata: Vec<KeyValue>,
     dest: &Path,
@@ -55,21 +55,50 @@ pub fn merge_to_file(
         dest,
     };
 
+    // Decoding runs ahead of encoding on a thread of its own, so one merge keeps two cores
+    // busy; at most two decoded batches wait between them.
     let mut total_rows = 0u64;
-    for input in inputs {
-        let key = input.meta.key.as_str();
-        let data = super::next_data(next_input, key)?;
-        let decoded = catch_panic(key, || copy_rows(input, data, &schema, cfg, &mut writer))?;
-        if decoded != input.rows {
-            return Err(MergeError::RowCountMismatch {
-                key: key.to_string(),
-                expected: input.rows,
-                decoded,
-            });
+    std::thread::scope(|scope| -> Result<(), MergeError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Decoded, MergeError>>(2);
+        let schema = &schema;
+        scope.spawn(move || {
+            for input in inputs {
+                let key = input.meta.key.as_str();
+                let decoded = super::next_data(next_input, key)
+                    .and_then(|data| catch_panic(key, || decode(input, data, schema, cfg, &tx)));
+                let failed = decoded.is_err();
+                if tx.send(decoded.map(Decoded::Done)).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        for input in inputs {
+            let key = input.meta.key.as_str();
+            let decoded = loop {
+                match rx.recv() {
+                    Ok(Ok(Decoded::Batch(batch))) => catch_panic(key, || {
+                        writer
+                            .open(Some(&batch))?
+                            .write(&batch)
+                            .map_err(|e| MergeError::Write(e.to_string()))
+                    })?,
+                    Ok(Ok(Decoded::Done(rows))) => break rows,
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Err(write_err(&format!("{key}: the decoder stopped"))),
+                }
+            };
+            if decoded != input.rows {
+                return Err(MergeError::RowCountMismatch {
+                    key: key.to_string(),
+                    expected: input.rows,
+                    decoded,
+                });
+            }
+            total_rows += decoded;
+            on_progress(input.meta.size);
         }
-        total_rows += decoded;
-        on_progress(input.meta.size);
-    }
+        Ok(())
+    })?;
     // The inputs' footer key-value pairs (gathered into the schema's metadata when their
     // footers were read) go back into the footer as they were, next to our journal.
     for (key, value) in schema.metadata().iter() {
@@ -179,13 +208,19 @@ fn writer_options(props: WriterProperties, cfg: &MergeConfig, dest: &Path) -> Ar
     }
 }
 
-/// Decodes one input and writes its rows, shaped to `schema`. Returns the rows decoded.
-fn copy_rows(
+/// What the decoding thread hands the encoder: an input's batches, then its row count.
+enum Decoded {
+    Batch(RecordBatch),
+    Done(u64),
+}
+
+/// Decodes one input into batches shaped to `schema`, sent on `tx`. Returns the rows decoded.
+fn decode(
     input: &InputFile,
     data: Bytes,
     schema: &SchemaRef,
     cfg: &MergeConfig,
-    writer: &mut Writer<'_>,
+    tx: &std::sync::mpsc::SyncSender<Result<Decoded, MergeError>>,
 ) -> Result<u64, MergeError> {
     let key = input.meta.key.as_str();
     let corrupt = |e: &dyn std::fmt::Display| MergeError::Unreadable {
@@ -204,10 +239,9 @@ fn copy_rows(
         let batch = batch.map_err(|e| corrupt(&e))?;
         rows += batch.num_rows() as u64;
         let batch = conform(key, batch, schema)?;
-        writer
-            .open(Some(&batch))?
-            .write(&batch)
-            .map_err(|e| MergeError::Write(e.to_string()))?;
+        if tx.send(Ok(Decoded::Batch(batch))).is_err() {
+            return Err(MergeError::Abandoned); // the encoder stopped; nobody reads this
+        }
     }
     Ok(rows)
 }
