@@ -83,14 +83,7 @@ fn every_readable_file_concatenates_with_copies_of_itself() {
     );
     let names = put_three_copies_of_each_readable_file(&w);
     w.run(&["once"]).expect_code(0);
-    let row_groups = |path: &std::path::Path| {
-        use parquet::file::reader::FileReader;
-        let file = std::fs::File::open(path).unwrap();
-        parquet::file::serialized_reader::SerializedFileReader::new(file)
-            .unwrap()
-            .metadata()
-            .num_row_groups()
-    };
+    let row_groups = |path: &std::path::Path| footer(path).num_row_groups();
     for (i, name) in names.iter().enumerate() {
         let prefix = partition_for(i);
         let outputs = w.outputs(&prefix);

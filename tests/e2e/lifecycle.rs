@@ -162,15 +162,9 @@ fn a_bad_merged_file_is_rolled_back_and_inputs_kept() {
     // Damage it: its recorded row count no longer matches its row groups (patched in place,
     // same length, so the file stays readable).
     let damaged = {
-        use parquet::file::reader::FileReader;
         let bytes = std::fs::read(w.path(&output)).unwrap();
-        let file = std::fs::File::open(w.path(&output)).unwrap();
-        let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap();
-        let kv = reader
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .unwrap();
+        let md = footer(&w.path(&output));
+        let kv = md.file_metadata().key_value_metadata().unwrap();
         let journal = kv
             .iter()
             .find(|kv| kv.key == "compactor.inputs")
@@ -249,7 +243,6 @@ fn key_value_metadata_is_preserved() {
     use parquet::arrow::ArrowWriter;
     use parquet::file::metadata::KeyValue;
     use parquet::file::properties::WriterProperties;
-    use parquet::file::reader::FileReader;
 
     let w = Warehouse::new("");
     let prefix = cold(1);
@@ -279,12 +272,7 @@ fn key_value_metadata_is_preserved() {
     }
     w.run(&["once"]).expect_code(0);
     let out = w.path(&w.outputs(&prefix)[0]);
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
-        std::fs::File::open(&out).unwrap(),
-    )
-    .unwrap();
-    let kv = reader
-        .metadata()
+    let kv = footer(&out)
         .file_metadata()
         .key_value_metadata()
         .unwrap()

@@ -86,7 +86,6 @@ fn nearly_unique_columns_are_written_without_a_dictionary() {
     use std::sync::Arc;
 
     use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-    use parquet::file::reader::FileReader;
 
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in/dt=2026-11-20");
@@ -120,11 +119,8 @@ fn nearly_unique_columns_are_written_without_a_dictionary() {
     .expect_code(0);
     let merged = output.join("dt=2026-11-20/part-00000.parquet");
     assert_same_rows(&merged, &inputs);
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
-        std::fs::File::open(&merged).unwrap(),
-    )
-    .unwrap();
-    let rg = reader.metadata().row_group(0);
+    let md = footer(&merged);
+    let rg = md.row_group(0);
     let dictionary = |i: usize| rg.column(i).dictionary_page_offset().is_some();
     assert!(!dictionary(0), "id: nearly unique, written plain");
     assert!(dictionary(1), "kind: three values, dictionary-encoded");

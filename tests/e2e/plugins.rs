@@ -470,13 +470,11 @@ fn a_policy_chooses_the_output_compression() {
     w.run(&["once"]).expect_code(0);
     assert!(w.outputs("tiny/dt=2026-11-20/hour=01/").is_empty());
     let codecs = |table: &str| -> Vec<String> {
-        use parquet::file::reader::FileReader;
         let output = w
             .outputs(&format!("{table}/dt=2026-11-20/hour=01/"))
             .remove(0);
-        let file = std::fs::File::open(w.path(&output)).unwrap();
-        let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap();
-        let rg = reader.metadata().row_group(0);
+        let md = footer(&w.path(&output));
+        let rg = md.row_group(0);
         let mut codecs: Vec<String> = rg
             .columns()
             .iter()
@@ -729,13 +727,10 @@ fn concat_mode_gives_way_to_a_policy_chosen_compression() {
     }
     w.run(&["once"]).expect_code(0);
     let layout = |table: &str| {
-        use parquet::file::reader::FileReader;
         let output = w
             .outputs(&format!("{table}/dt=2026-11-20/hour=01/"))
             .remove(0);
-        let file = std::fs::File::open(w.path(&output)).unwrap();
-        let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap();
-        let md = reader.metadata();
+        let md = footer(&w.path(&output));
         (
             md.num_row_groups(),
             format!("{:?}", md.row_group(0).column(0).compression()),

@@ -175,13 +175,19 @@ impl Run {
     }
 }
 
+/// The decoded footer of a Parquet file.
+pub fn footer(path: &Path) -> parquet::file::metadata::ParquetMetaData {
+    use parquet::file::reader::FileReader;
+    let file = std::fs::File::open(path).unwrap();
+    parquet::file::serialized_reader::SerializedFileReader::new(file)
+        .unwrap()
+        .metadata()
+        .clone()
+}
+
 /// Rows in a Parquet file, counted from its footer's row groups.
 pub fn rows_in(path: &Path) -> i64 {
-    let file = std::fs::File::open(path).unwrap();
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap();
-    use parquet::file::reader::FileReader;
-    reader
-        .metadata()
+    footer(path)
         .row_groups()
         .iter()
         .map(|rg| rg.num_rows())
