@@ -104,6 +104,11 @@ pub struct MergeArgs {
     /// Merges at once (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub parallelism: usize,
+    /// Write only plain and dictionary encodings, for readers that know no others. By default
+    /// a column written without a dictionary may use a delta or byte-stream-split encoding
+    /// where a trial on the first rows shows it smaller.
+    #[arg(long)]
+    pub classic_encodings: bool,
     /// The directory tree to read.
     pub input: PathBuf,
     /// Where the merged files go (created if missing).

@@ -153,6 +153,11 @@ pub struct RawMerge {
     /// memory (default true).
     #[serde(default = "default_true")]
     pub spill_pages: bool,
+    /// Columns written without a dictionary may use a delta or byte-stream-split encoding
+    /// where a trial on the first rows shows it smaller (default true). Set false for readers
+    /// that know only plain and dictionary encodings.
+    #[serde(default = "default_true")]
+    pub adaptive_encodings: bool,
     /// Inputs whose row groups decompress to more than this are refused, so one hostile file
     /// cannot exhaust memory.
     #[serde(default = "default_max_row_group_bytes")]
@@ -190,6 +195,7 @@ impl Default for RawMerge {
             row_group_size: default_row_group_size(),
             mode: None,
             spill_pages: true,
+            adaptive_encodings: true,
             max_row_group_bytes: default_max_row_group_bytes(),
             batch_rows: default_batch_rows(),
             work_dir: None,
@@ -269,6 +275,8 @@ pub struct MergeConfig {
     pub mode: crate::merge::MergeMode,
     /// Finished pages wait in a temporary file, not in memory, until their row group is written.
     pub spill_pages: bool,
+    /// Delta and byte-stream-split encodings where a trial shows them smaller.
+    pub adaptive_encodings: bool,
     pub row_group_bytes: u64,
     pub max_row_group_bytes: u64,
     pub batch_rows: usize,
@@ -289,6 +297,7 @@ impl Default for MergeConfig {
             compression: Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
             mode: Default::default(),
             spill_pages: true,
+            adaptive_encodings: true,
             row_group_bytes: 64 << 20,
             max_row_group_bytes: 1 << 30,
             batch_rows: default_batch_rows(),
@@ -389,6 +398,7 @@ impl Config {
                     })?,
             },
             spill_pages: raw.merge.spill_pages,
+            adaptive_encodings: raw.merge.adaptive_encodings,
             row_group_bytes,
             max_row_group_bytes,
             batch_rows: raw.merge.batch_rows,

@@ -212,6 +212,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 )?,
                 row_group_bytes: args.row_group_size.max(1024),
                 mode: args.mode,
+                adaptive_encodings: !args.classic_encodings,
                 parallelism: match args.parallelism {
                     0 => defaults.parallelism,
                     n => n,

@@ -3,8 +3,8 @@
 //! ([`rewrite`]). Inputs are decoded one at a time, so memory is bounded by a file, a batch and
 //! the row group being written, whatever the size of the partition.
 
-mod cardinality;
 pub mod concat;
+mod encoding;
 pub mod footer;
 pub mod rewrite;
 pub mod schema;

@@ -126,7 +126,7 @@ pub fn merge_to_file(
 type Output = std::io::BufWriter<std::fs::File>;
 
 /// The output's writer, made when the first batch arrives: its properties depend on the data
-/// (columns sampled as nearly unique are written without a dictionary).
+/// (see [`super::encoding`]: which columns skip the dictionary, and their encodings).
 enum Writer<'a> {
     Pending {
         file: Output,
@@ -161,11 +161,14 @@ impl Writer<'_> {
                 .set_max_row_group_bytes(Some(cfg.row_group_bytes.max(1) as usize))
                 .set_statistics_enabled(EnabledStatistics::Page)
                 .set_created_by(format!("compactor {}", env!("CARGO_PKG_VERSION")));
-            for column in sample
-                .map(super::cardinality::nearly_unique_columns)
-                .unwrap_or_default()
-            {
-                props = props.set_column_dictionary_enabled(column, false);
+            let plain = sample.map(|sample| {
+                super::encoding::plain_columns(sample, cfg.compression, cfg.adaptive_encodings)
+            });
+            for column in plain.unwrap_or_default() {
+                props = props.set_column_dictionary_enabled(column.path.clone(), false);
+                if let Some(encoding) = column.encoding {
+                    props = props.set_column_encoding(column.path, encoding);
+                }
             }
             let writer = ArrowWriter::try_new_with_options(
                 file,
