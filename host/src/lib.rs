@@ -18,6 +18,7 @@ pub mod http;
 pub mod journal;
 pub mod layout;
 pub mod lease;
+pub mod malloc;
 pub mod merge;
 pub mod merge_dir;
 pub mod metrics;

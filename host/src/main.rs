@@ -15,28 +15,8 @@ use compactor::policy::{PluginEngine, check};
 use compactor::shutdown::Stop;
 use tracing_subscriber::EnvFilter;
 
-/// glibc gives each thread that allocates an arena of its own (up to eight per core) and keeps
-/// what is freed there for reuse, so a long run's peak memory grows with the number of threads
-/// that ever merged. A few arenas serve the parallel merges as fast. Measured on one 4 GB
-/// partition: 535 MiB peak with glibc's default, 263 MiB with two arenas, and no slower.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn limit_malloc_arenas() {
-    let arenas = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(2, 8) as libc::c_int;
-    // SAFETY: mallopt only tunes the allocator; it runs first thing in main, before any other
-    // thread exists, and a refusal (return 0) just leaves glibc's default in place.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, arenas);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
-
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    compactor::malloc::limit_arenas();
     let cli = Cli::parse();
     init_logging(&cli);
     // Corrupt input can make the Parquet decoder panic; the merge catches that and refuses the

@@ -97,6 +97,7 @@ pub async fn merge_to_spool(
                 spool.path(),
                 &*on_progress,
             );
+            crate::malloc::release_free_memory();
             stats.map(|s| (spool, s))
         })
     };
