@@ -162,3 +162,43 @@ pub fn catch_panic<T>(
         })
     })
 }
+
+/// The zstd that parquet uses is patched (`vendor/zstd`) to pool its contexts per thread. A
+/// pooled context must come back as new: no dictionary and no level of its last owner.
+#[cfg(test)]
+mod zstd_pool {
+    use zstd::zstd_safe::{CCtx, CParameter, DParameter};
+
+    #[test]
+    fn pooled_contexts_come_back_as_new() {
+        let dictionary = b"page_view click scroll add_to_cart checkout purchase ".repeat(40);
+        let data = dictionary.repeat(50);
+        // Contexts set up with a dictionary, level 19, checksums and a tiny window, never
+        // used, go back to the pool...
+        for _ in 0..8 {
+            let mut d = zstd::bulk::Decompressor::with_dictionary(&dictionary).unwrap();
+            d.set_parameter(DParameter::WindowLogMax(10)).unwrap();
+            let mut c = zstd::bulk::Compressor::with_dictionary(19, &dictionary).unwrap();
+            c.set_parameter(CParameter::ChecksumFlag(true)).unwrap();
+        }
+        // ...and the ones handed out next behave exactly like fresh ones.
+        let pooled = zstd::bulk::Compressor::new(1)
+            .unwrap()
+            .compress(&data)
+            .unwrap();
+        let mut fresh = CCtx::create();
+        fresh
+            .set_parameter(CParameter::CompressionLevel(1))
+            .unwrap();
+        let mut expected = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
+        fresh.compress2(&mut expected, &data).unwrap();
+        assert_eq!(pooled, expected, "same frame as a fresh level-1 context");
+        let back = zstd::bulk::Decompressor::new()
+            .unwrap()
+            .decompress(&pooled, data.len())
+            .unwrap();
+        assert_eq!(back, data);
+        // The independent streaming decoder (never pooled) agrees.
+        assert_eq!(zstd::stream::decode_all(&pooled[..]).unwrap(), data);
+    }
+}
