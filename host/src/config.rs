@@ -715,6 +715,7 @@ min_files = 2
             ]
         );
         assert_eq!(c.merge.row_group_bytes, 64 << 20);
+        assert!(c.merge.adaptive_encodings);
         assert_eq!(
             c.daemon,
             DaemonConfig {
@@ -725,6 +726,12 @@ min_files = 2
                 shutdown_grace: Duration::from_secs(25),
             }
         );
+    }
+
+    #[test]
+    fn classic_encodings_can_be_asked_for() {
+        let c = parse(&format!("{MINIMAL}[merge]\nadaptive_encodings = false\n")).unwrap();
+        assert!(!c.merge.adaptive_encodings);
     }
 
     #[test]
