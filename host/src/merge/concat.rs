@@ -151,9 +151,5 @@ pub fn concat_to_file(
             "copied {total_rows} rows but the inputs hold {expected}"
         )));
     }
-    Ok(MergeStats {
-        rows: total_rows,
-        bytes: std::fs::metadata(dest).map_err(|e| write_err(&e))?.len(),
-        row_groups: written.row_groups().len(),
-    })
+    MergeStats::of_file(dest, total_rows, &written)
 }

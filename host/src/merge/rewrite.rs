@@ -32,6 +32,23 @@ pub struct MergeStats {
     pub row_groups: usize,
 }
 
+impl MergeStats {
+    /// The stats of the finished file at `dest`, of `rows` rows, whose footer is `written`.
+    pub fn of_file(
+        dest: &Path,
+        rows: u64,
+        written: &parquet::file::metadata::ParquetMetaData,
+    ) -> Result<Self, MergeError> {
+        Ok(MergeStats {
+            rows,
+            bytes: std::fs::metadata(dest)
+                .map_err(|e| MergeError::Write(format!("{}: {e}", dest.display())))?
+                .len(),
+            row_groups: written.row_groups().len(),
+        })
+    }
+}
+
 /// Merges `inputs` (whose data `next_input` yields in the same order) into a new Parquet file
 /// at `dest` with `schema`, adding `metadata` to its footer.
 pub fn merge_to_file(
@@ -116,11 +133,7 @@ pub fn merge_to_file(
             "wrote {rows} rows but read {total_rows}"
         )));
     }
-    Ok(MergeStats {
-        rows: total_rows,
-        bytes: std::fs::metadata(dest).map_err(|e| write_err(&e))?.len(),
-        row_groups: written.row_groups().len(),
-    })
+    MergeStats::of_file(dest, total_rows, &written)
 }
 
 type Output = std::io::BufWriter<std::fs::File>;

@@ -82,27 +82,11 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "many tiny files",
-            run: |s, now| {
-                let p = hour_partition("check", now - 2 * HOUR_MS);
-                decide(
-                    s,
-                    &p,
-                    &files(&p.prefix, 5000, 10 << 10, now - 3 * HOUR_MS),
-                    now,
-                )
-            },
+            run: |s, now| cold_hour_of(s, now, 5000, 10 << 10),
         },
         Scenario {
             name: "one huge file",
-            run: |s, now| {
-                let p = hour_partition("check", now - 2 * HOUR_MS);
-                decide(
-                    s,
-                    &p,
-                    &files(&p.prefix, 1, 10 << 30, now - 3 * HOUR_MS),
-                    now,
-                )
-            },
+            run: |s, now| cold_hour_of(s, now, 1, 10 << 30),
         },
         Scenario {
             name: "empty partition",
@@ -178,6 +162,17 @@ fn decide(
         return Ok("hot (not listed)".into());
     }
     Ok(summarize(&s.plan(p, files, now)?, files))
+}
+
+/// A cold hour (two hours ago) holding `count` files of `size` bytes written an hour before.
+fn cold_hour_of(s: &mut dyn Subject, now: i64, count: usize, size: u64) -> Result<String, String> {
+    let p = hour_partition("check", now - 2 * HOUR_MS);
+    decide(
+        s,
+        &p,
+        &files(&p.prefix, count, size, now - 3 * HOUR_MS),
+        now,
+    )
 }
 
 fn hot_hour(s: &mut dyn Subject, now: i64) -> Result<String, String> {

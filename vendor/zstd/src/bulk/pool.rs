@@ -10,6 +10,7 @@
 //! compression workspace (about a megabyte at level 3), which should not outlive its owner.
 
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 /// Contexts kept per thread and kind: enough for the columns of a wide row group.
 const KEEP: usize = 64;
@@ -45,12 +46,7 @@ pub(crate) fn give_dctx(mut context: zstd_safe::DCtx<'_>) {
     // SAFETY: the lifetime only guards a referenced dictionary, and the reset above dropped
     // every reference to one; the context is otherwise owned outright.
     let context: zstd_safe::DCtx<'static> = unsafe { std::mem::transmute(context) };
-    let _ = DCTX.try_with(|pool| {
-        let mut pool = pool.borrow_mut();
-        if pool.len() < KEEP {
-            pool.push(context);
-        }
-    });
+    keep(&DCTX, context);
 }
 
 /// As [`give_dctx`], for a compression context that never compressed.
@@ -63,7 +59,13 @@ pub(crate) fn give_cctx(mut context: zstd_safe::CCtx<'_>) {
     }
     // SAFETY: as in `give_dctx`: the reset dropped every dictionary reference.
     let context: zstd_safe::CCtx<'static> = unsafe { std::mem::transmute(context) };
-    let _ = CCTX.try_with(|pool| {
+    keep(&CCTX, context);
+}
+
+/// Puts `context` in this thread's `pool` if there is room (and the thread is not exiting);
+/// otherwise it is dropped, which frees it.
+fn keep<T: 'static>(pool: &'static LocalKey<RefCell<Vec<T>>>, context: T) {
+    let _ = pool.try_with(|pool| {
         let mut pool = pool.borrow_mut();
         if pool.len() < KEEP {
             pool.push(context);
