@@ -84,12 +84,16 @@ fn merge_writes_one_file_per_directory_and_leaves_the_input_alone() {
 /// dictionary (which would only cost bytes and time before the writer gave up on it); a
 /// column of few values keeps its dictionary. The ascending ids are delta-encoded, which a
 /// trial on the first batch shows far smaller, unless `--classic-encodings` asks for plain
-/// and dictionary encodings only. pyarrow reads every row back either way.
+/// and dictionary encodings only. A list of item ids drawn from every value of a wide range
+/// repeats its values but skips the dictionary as well (its index would be no narrower than
+/// the ids). pyarrow reads every row back either way.
 #[test]
 fn nearly_unique_columns_are_written_without_a_dictionary() {
     use std::sync::Arc;
 
-    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use arrow::array::{ArrayRef, Int32Array, Int64Array, ListArray, RecordBatch, StringArray};
+    use arrow::buffer::OffsetBuffer;
+    use arrow::datatypes::{DataType, Field};
 
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in/dt=2026-11-20");
@@ -101,7 +105,20 @@ fn nearly_unique_columns_are_written_without_a_dictionary() {
         let kinds: ArrayRef = Arc::new(StringArray::from_iter_values(
             (0..n).map(|i| ["click", "view", "buy"][i as usize % 3]),
         ));
-        let batch = RecordBatch::try_from_iter([("id", ids), ("kind", kinds)]).unwrap();
+        // Two or three item ids per row, evenly from 1..200,000 (a xorshift stream).
+        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ f as u64;
+        let items = Int32Array::from_iter_values((0..n * 5 / 2).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 200_000) as i32 + 1
+        }));
+        let offsets = OffsetBuffer::from_lengths((0..n).map(|i| [2usize, 3][i as usize % 2]));
+        let element = Arc::new(Field::new("element", DataType::Int32, true));
+        let item_ids: ArrayRef = Arc::new(ListArray::new(element, offsets, Arc::new(items), None));
+        let batch =
+            RecordBatch::try_from_iter([("id", ids), ("kind", kinds), ("item_ids", item_ids)])
+                .unwrap();
         let path = input.join(format!("part-{f}.parquet"));
         let mut w = parquet::arrow::ArrowWriter::try_new(
             std::fs::File::create(&path).unwrap(),
@@ -136,6 +153,10 @@ fn nearly_unique_columns_are_written_without_a_dictionary() {
             "id: nearly unique, written without a dictionary"
         );
         assert!(dictionary(1), "kind: three values, dictionary-encoded");
+        assert!(
+            !dictionary(2),
+            "item_ids: dense in a wide range, written without a dictionary"
+        );
         let id_encodings = rg.column(0).encodings().collect::<Vec<_>>();
         assert!(
             id_encodings.contains(&id_encoding),

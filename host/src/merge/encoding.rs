@@ -6,8 +6,19 @@
 //! indices compress worse than the plain values would, and interning them costs time. So the
 //! first batch of a merge is sampled, and a column whose sample is at least 99% distinct is
 //! written without a dictionary. (Sampling 8,192 values, 99% distinct means a domain of about
-//! 400,000 values or more, which no 1 MiB dictionary of 8-byte values holds anyway.) Lists and
-//! maps keep their dictionaries: their samples say too little.
+//! 400,000 values or more, which no 1 MiB dictionary of 8-byte values holds anyway.)
+//!
+//! An integer column drawn from every value of a wide range (item, product or page ids from 1
+//! to 200,000, say) is written without a dictionary too, though its values repeat: its
+//! dictionary index would need as many bits as the value's distance from the minimum, which
+//! delta or plain encoding with zstd stores about as small, and interning each value costs a
+//! lookup in a table too large for the cache. Measured on the benchmark's `item_ids`: 0.6%
+//! more bytes for that column, 9% less CPU for the whole merge. The sample judges the range
+//! dense when it holds at least 90% of the distinct values that draws spread evenly over the
+//! range would give; a skewed column (user ids, most events from a few users) or a sparse one
+//! (prices) falls short of that and keeps its dictionary, and so does a range under 65,536
+//! values, whose table stays in the cache. List elements are judged like top-level columns;
+//! maps keep their dictionaries.
 //!
 //! A column written without a dictionary need not be written plain. With adaptive encodings
 //! (`[merge] adaptive_encodings`, the default) the sample is also written, alone and with the
@@ -22,7 +33,10 @@
 
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
+use arrow_cast::cast;
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -34,6 +48,11 @@ use parquet::schema::types::ColumnPath;
 const MIN_SAMPLE: usize = 1024;
 /// Share of distinct values above which a column is written without a dictionary.
 const NEARLY_UNIQUE: f64 = 0.99;
+/// Fewest values an integer range spans before it can be judged dense.
+const WIDE_RANGE: f64 = 65_536.0;
+/// Distinct values in the sample, over those an even spread over its range would give, above
+/// which the range is dense.
+const DENSE: f64 = 0.9;
 /// An encoding other than plain must make the sample at most this share of plain's size.
 const WORTH_IT: f64 = 0.97;
 
@@ -57,7 +76,12 @@ pub fn plain_columns(
     }
     leaves
         .into_iter()
-        .filter(|(_, column)| distinct_share(column).is_some_and(|s| s >= NEARLY_UNIQUE))
+        .filter(|(_, column)| {
+            distinct_count(column).is_some_and(|(distinct, values)| {
+                distinct as f64 >= NEARLY_UNIQUE * values as f64
+                    || dense_wide_range(column, distinct, values)
+            })
+        })
         .map(|(path, column)| PlainColumn {
             path,
             encoding: adaptive
@@ -80,9 +104,21 @@ fn visit(path: Vec<String>, column: &ArrayRef, out: &mut Vec<(ColumnPath, ArrayR
                 }
             }
         }
-        DataType::List(_)
-        | DataType::LargeList(_)
-        | DataType::FixedSizeList(..)
+        // parquet names a list's leaf `<list>.list.<element>`, whatever the list's kind.
+        DataType::List(element) | DataType::LargeList(element) => {
+            let values = match column.as_list_opt::<i32>() {
+                Some(list) => Some(list.values().clone()),
+                None => column
+                    .as_list_opt::<i64>()
+                    .map(|list| list.values().clone()),
+            };
+            if let Some(values) = values {
+                let mut child_path = path;
+                child_path.extend(["list".to_string(), element.name().clone()]);
+                visit(child_path, &values, out);
+            }
+        }
+        DataType::FixedSizeList(..)
         | DataType::Map(..)
         | DataType::Dictionary(..)
         | DataType::Boolean
@@ -92,8 +128,8 @@ fn visit(path: Vec<String>, column: &ArrayRef, out: &mut Vec<(ColumnPath, ArrayR
     }
 }
 
-/// Distinct non-null values over non-null values, when there are enough of them.
-fn distinct_share(column: &ArrayRef) -> Option<f64> {
+/// Distinct non-null values and non-null values, when there are enough of them.
+fn distinct_count(column: &ArrayRef) -> Option<(usize, usize)> {
     let values = column.len() - column.null_count();
     if values < MIN_SAMPLE {
         return None;
@@ -106,7 +142,35 @@ fn distinct_share(column: &ArrayRef) -> Option<f64> {
         .filter(|&i| column.is_valid(i))
         .map(|i| rows.row(i).data())
         .collect();
-    Some(distinct.len() as f64 / values as f64)
+    Some((distinct.len(), values))
+}
+
+/// Whether an integer column's sample of `values` values, `distinct` of them distinct, looks
+/// drawn from every value of a range of at least [`WIDE_RANGE`] values.
+fn dense_wide_range(column: &ArrayRef, distinct: usize, values: usize) -> bool {
+    if !column.data_type().is_integer() {
+        return false;
+    }
+    // Values beyond i64 (large u64s) turn null here and leave the column as it is.
+    let Ok(ints) = cast(column, &DataType::Int64) else {
+        return false;
+    };
+    let Some(ints) = ints.as_primitive_opt::<Int64Type>() else {
+        return false;
+    };
+    if ints.null_count() != column.null_count() {
+        return false;
+    }
+    let Some((min, max)) = ints.iter().flatten().fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((v.min(lo), v.max(hi))),
+    }) else {
+        return false;
+    };
+    let range = max as f64 - min as f64 + 1.0;
+    // Draws spread evenly over `range` values: the expected number of distinct ones.
+    let spread = range * -(-(values as f64) / range).exp_m1();
+    range >= WIDE_RANGE && distinct as f64 >= DENSE * spread
 }
 
 /// The encodings worth trying for a column of this type, besides plain. Every one of them is
@@ -219,6 +283,46 @@ mod tests {
             x ^= x << 17;
             x % n
         })
+    }
+
+    #[test]
+    fn integers_dense_in_a_wide_range_skip_the_dictionary() {
+        use arrow_array::{Int32Array, ListArray};
+        let n = 8192;
+        // Item ids drawn evenly from 1..200,000, two and a half per row as in the benchmark,
+        // inside a list: 20,000 draws give about 19,000 distinct values.
+        let items = Int32Array::from_iter_values(noise(200_000).take(20_480).map(|v| v as i32 + 1));
+        let offsets =
+            arrow::buffer::OffsetBuffer::from_lengths((0..n).map(|i| [2usize, 3, 2, 3][i % 4]));
+        let element = Arc::new(Field::new("element", DataType::Int32, true));
+        let item_ids: ArrayRef = Arc::new(ListArray::new(element, offsets, Arc::new(items), None));
+        // Skewed: most rows from a few users of a range of millions.
+        let users: ArrayRef = Arc::new(Int64Array::from_iter_values(
+            noise(1 << 20)
+                .take(n)
+                .map(|v| ((1 << 20) / (v + 1)) as i64 * 4_999),
+        ));
+        // Dense, but in a range small enough for a dictionary to stay in the cache.
+        let screens: ArrayRef = Arc::new(Int32Array::from_iter_values(
+            noise(4_000).take(n).map(|v| v as i32),
+        ));
+        let batch = RecordBatch::try_from_iter([
+            ("item_ids", item_ids),
+            ("user_id", users),
+            ("screen_w", screens),
+        ])
+        .unwrap();
+        let chosen: Vec<(String, Option<Encoding>)> = plain_columns(&batch, zstd(), true)
+            .into_iter()
+            .map(|c| (c.path.string(), c.encoding))
+            .collect();
+        assert_eq!(
+            chosen,
+            [(
+                "item_ids.list.element".to_string(),
+                Some(Encoding::DELTA_BINARY_PACKED)
+            )]
+        );
     }
 
     #[test]
