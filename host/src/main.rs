@@ -16,7 +16,7 @@ use compactor::shutdown::Stop;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    compactor::malloc::limit_arenas();
+    compactor::malloc::tune();
     let cli = Cli::parse();
     init_logging(&cli);
     // Corrupt input can make the Parquet decoder panic; the merge catches that and refuses the
