@@ -181,18 +181,18 @@ mod zstd_pool {
             let mut c = zstd::bulk::Compressor::with_dictionary(19, &dictionary).unwrap();
             c.set_parameter(CParameter::ChecksumFlag(true)).unwrap();
         }
-        // ...and the ones handed out next behave exactly like fresh ones.
-        let pooled = zstd::bulk::Compressor::new(1)
-            .unwrap()
-            .compress(&data)
+        // ...and the ones handed out next behave exactly like fresh ones. (A parameter, even
+        // at its default, keeps a compressor on its own context rather than the shared one.)
+        let mut compressor = zstd::bulk::Compressor::new(1).unwrap();
+        compressor
+            .set_parameter(CParameter::ChecksumFlag(false))
             .unwrap();
-        let mut fresh = CCtx::create();
-        fresh
-            .set_parameter(CParameter::CompressionLevel(1))
-            .unwrap();
-        let mut expected = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
-        fresh.compress2(&mut expected, &data).unwrap();
-        assert_eq!(pooled, expected, "same frame as a fresh level-1 context");
+        let pooled = compressor.compress(&data).unwrap();
+        assert_eq!(
+            pooled,
+            fresh_frame(1, &data),
+            "same frame as a fresh context"
+        );
         let back = zstd::bulk::Decompressor::new()
             .unwrap()
             .decompress(&pooled, data.len())
@@ -200,5 +200,42 @@ mod zstd_pool {
         assert_eq!(back, data);
         // The independent streaming decoder (never pooled) agrees.
         assert_eq!(zstd::stream::decode_all(&pooled[..]).unwrap(), data);
+    }
+
+    /// One frame of `data` from a new context at `level`.
+    fn fresh_frame(level: i32, data: &[u8]) -> Vec<u8> {
+        let mut fresh = CCtx::create();
+        fresh
+            .set_parameter(CParameter::CompressionLevel(level))
+            .unwrap();
+        let mut frame = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
+        fresh.compress2(&mut frame, data).unwrap();
+        frame
+    }
+
+    #[test]
+    fn compressors_with_only_a_level_share_one_workspace() {
+        // A mebibyte of 32-bit ids, like a page of a column.
+        let data: Vec<u8> = (0..1u32 << 18)
+            .flat_map(|i| (i.wrapping_mul(2_654_435_761) % 200_000).to_le_bytes())
+            .collect();
+        // A column writer's worth of compressors alive at once, at two levels in turn: each
+        // frame is the one a fresh context at its own level makes.
+        let mut compressors: Vec<_> = (0..18)
+            .map(|i| zstd::bulk::Compressor::new([9, 1][i % 2]).unwrap())
+            .collect();
+        for (i, compressor) in compressors.iter_mut().enumerate() {
+            let level = [9, 1][i % 2];
+            let frame = compressor.compress(&data).unwrap();
+            assert_eq!(
+                frame,
+                fresh_frame(level, &data),
+                "compressor {i}, level {level}"
+            );
+        }
+        // None of them grew a workspace of its own (a used level-3 context holds ~1.3 MB).
+        for compressor in &mut compressors {
+            assert!(compressor.context_mut().sizeof() < 100_000);
+        }
     }
 }

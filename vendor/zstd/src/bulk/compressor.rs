@@ -17,6 +17,10 @@ pub struct Compressor<'a> {
     // compressed something (see `pool`).
     context: std::mem::ManuallyDrop<zstd_safe::CCtx<'a>>,
     used: bool,
+    // compactor's patch: while the compressor is set up with a level and nothing else, it
+    // compresses on its thread's shared context (see `pool::with_shared_cctx`), and its own
+    // context never grows a workspace.
+    level_only: Option<i32>,
 }
 
 impl Default for Compressor<'_> {
@@ -24,6 +28,7 @@ impl Default for Compressor<'_> {
         Compressor {
             context: std::mem::ManuallyDrop::new(super::pool::take_cctx()),
             used: false,
+            level_only: Some(0),
         }
     }
 }
@@ -106,6 +111,8 @@ impl<'a> Compressor<'a> {
             .load_dictionary(dictionary)
             .map_err(map_error_code)?;
 
+        // compactor's patch: a level alone can be applied to the shared context.
+        self.level_only = dictionary.is_empty().then_some(level);
         Ok(())
     }
 
@@ -122,6 +129,7 @@ impl<'a> Compressor<'a> {
     where
         'b: 'a,
     {
+        self.level_only = None; // compactor's patch
         self.context
             .ref_cdict(dictionary.as_cdict())
             .map_err(map_error_code)?;
@@ -147,16 +155,19 @@ impl<'a> Compressor<'a> {
         source: &[u8],
         destination: &mut C,
     ) -> io::Result<usize> {
-        self.used = true;
-        let result = self.context.compress2(destination, source);
-        if result.is_err() {
-            // `compress2` leaves a failed frame open, and zstd refuses most
-            // setters mid-frame. Abandon it, so the compressor can be set up
-            // for the next job. Resetting only the session cannot fail (it
-            // waits for the worker threads, if any).
-            let _ = self.context.reset(zstd_safe::ResetDirective::SessionOnly);
+        if let Some(level) = self.level_only {
+            // compactor's patch
+            return super::pool::with_shared_cctx(|context| {
+                context
+                    .set_parameter(zstd_safe::CParameter::CompressionLevel(
+                        level,
+                    ))
+                    .map_err(map_error_code)?;
+                compress2_or_abandon(context, source, destination)
+            });
         }
-        result.map_err(map_error_code)
+        self.used = true;
+        compress2_or_abandon(&mut self.context, source, destination)
     }
 
     /// Compresses a block of data and returns the compressed result.
@@ -176,6 +187,7 @@ impl<'a> Compressor<'a> {
     /// Gives mutable access to the internal context.
     pub fn context_mut(&mut self) -> &mut zstd_safe::CCtx<'a> {
         self.used = true;
+        self.level_only = None; // compactor's patch
         &mut self.context
     }
 
@@ -184,6 +196,7 @@ impl<'a> Compressor<'a> {
         &mut self,
         parameter: zstd_safe::CParameter,
     ) -> io::Result<()> {
+        self.level_only = None; // compactor's patch
         self.context
             .set_parameter(parameter)
             .map_err(map_error_code)?;
@@ -202,6 +215,7 @@ impl<'a> Compressor<'a> {
         &mut self,
         size: Option<u64>,
     ) -> io::Result<()> {
+        self.level_only = None; // compactor's patch
         self.context
             .set_pledged_src_size(size)
             .map_err(map_error_code)?;
@@ -209,6 +223,23 @@ impl<'a> Compressor<'a> {
     }
 
     crate::encoder_parameters!();
+}
+
+/// Compresses `source` in one frame on `context`; a failed frame is abandoned.
+fn compress2_or_abandon<C: zstd_safe::WriteBuf + ?Sized>(
+    context: &mut zstd_safe::CCtx<'_>,
+    source: &[u8],
+    destination: &mut C,
+) -> io::Result<usize> {
+    let result = context.compress2(destination, source);
+    if result.is_err() {
+        // `compress2` leaves a failed frame open, and zstd refuses most
+        // setters mid-frame. Abandon it, so the compressor can be set up
+        // for the next job. Resetting only the session cannot fail (it
+        // waits for the worker threads, if any).
+        let _ = context.reset(zstd_safe::ResetDirective::SessionOnly);
+    }
+    result.map_err(map_error_code)
 }
 
 fn _assert_traits() {
