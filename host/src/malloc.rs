@@ -18,9 +18,9 @@
 ///   buffer above a threshold it moves as it goes, and trims the heap's top whenever 128 KiB
 ///   of it are free; a merge allocates and frees buffers of hundreds of KiB (pages, decoded
 ///   columns) thousands of times, and each round trip to the kernel costs page faults and TLB
-///   flushes on the other core. Measured on the benchmark's large set, interleaved runs:
-///   system time 2.6–3.1 s → 1.1–1.4 s, wall time about 10% lower, peak memory the same
-///   within the noise (135–155 MiB against 139–153 MiB).
+///   flushes on the other core. Measured in interleaved runs (as in docs/benchmarks.md):
+///   large set system time 2.7–2.9 s → 1.2–1.5 s and wall time 5–8% lower, small set 20%
+///   lower; peaks 2–7 MiB higher.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn tune() {
