@@ -236,10 +236,12 @@ pub fn pyarrow_check_with_env(
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Asserts pyarrow reads `output` as exactly `inputs` concatenated; returns its report.
+/// Asserts pyarrow reads `output` as exactly `inputs` concatenated, with their types when they
+/// share one schema; returns its report.
 pub fn assert_same_rows(output: &Path, inputs: &[PathBuf]) -> Value {
     let report = pyarrow_check(output, inputs);
     assert_eq!(report["equal"], true, "{}: {report}", output.display());
     assert_eq!(report["rows"], report["expected_rows"], "{report}");
+    assert_ne!(report["types_kept"], false, "types changed: {report}");
     report
 }

@@ -5,9 +5,11 @@
 Reads OUTPUT fully (read_table + validate(full=True)), reads the INPUTs in order, shapes each
 to OUTPUT's schema by column name (safe casts only: a lossy cast fails; missing columns become
 null), and compares the concatenation with OUTPUT value by value. Prints one JSON object:
-{"rows": N, "expected_rows": M, "equal": bool, "schema": [...], "detail": "..."}.
+{"rows": N, "expected_rows": M, "equal": bool, "types_kept": bool or null, "schema": [...],
+"detail": "..."}; types_kept is null when the inputs' schemas differ.
 With no INPUT, it only reads and validates OUTPUT.
-INT96 inputs are read as microseconds, as compactor writes them when that is exact.
+INT96 columns are read as microseconds, as compactor writes them when that is exact (a
+concatenated output keeps them INT96, and is read the same way as its inputs).
 """
 import json
 import os
@@ -42,7 +44,7 @@ def read_output(output: str) -> pa.Table:
     """A local path, or s3://bucket/key read through pyarrow's own S3 client pointed at
     $COMPACTOR_S3_ENDPOINT with the AWS_* credentials from the environment."""
     if not output.startswith("s3://"):
-        return pq.read_table(output)
+        return pq.read_table(output, coerce_int96_timestamp_unit="us")
     from pyarrow import fs
     endpoint = os.environ["COMPACTOR_S3_ENDPOINT"]
     s3 = fs.S3FileSystem(
@@ -52,7 +54,7 @@ def read_output(output: str) -> pa.Table:
         secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
         region="us-east-1",
     )
-    return pq.read_table(output[len("s3://"):], filesystem=s3)
+    return pq.read_table(output[len("s3://"):], filesystem=s3, coerce_int96_timestamp_unit="us")
 
 
 def main() -> None:
@@ -64,9 +66,12 @@ def main() -> None:
     if not inputs:  # only read and validate the output
         print(json.dumps({"rows": out.num_rows, "schema": [str(f) for f in out.schema]}))
         return
-    expected = pa.concat_tables(
-        [shaped(pq.read_table(p, coerce_int96_timestamp_unit="us"), schema) for p in inputs]
-    )
+    tables = [pq.read_table(p, coerce_int96_timestamp_unit="us") for p in inputs]
+    # Inputs of one schema must come out with exactly their types (a string stays a string,
+    # not a large string or a view); inputs that differ are unified, checked by the caller.
+    input_schemas = {str(t.schema.remove_metadata()) for t in tables}
+    types_kept = str(schema) in input_schemas if len(input_schemas) == 1 else None
+    expected = pa.concat_tables([shaped(t, schema) for t in tables])
     detail = ""
     equal = out.num_rows == expected.num_rows
     for name in schema.names if equal else []:
@@ -78,6 +83,7 @@ def main() -> None:
         "rows": out.num_rows,
         "expected_rows": expected.num_rows,
         "equal": equal,
+        "types_kept": types_kept,
         "schema": [f"{f.name}: {f.type}{'' if f.nullable else ' not null'}" for f in out.schema],
         "detail": detail,
     }))

@@ -12,15 +12,16 @@ use arrow_array::{RecordBatch, new_null_array};
 use arrow_cast::cast;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::{ArrowWriter, add_encoded_arrow_schema_to_metadata};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::footer::InputFile;
+use super::schema::with_views;
 use super::{MergeError, catch_panic};
 use crate::config::MergeConfig;
 
@@ -65,9 +66,12 @@ pub fn merge_to_file(
     let mut schema_md = schema.metadata().clone();
     schema_md.retain(|k, _| !k.starts_with(crate::journal::KEY_PREFIX));
     let schema = Arc::new(schema.as_ref().clone().with_metadata(schema_md));
+    // Batches carry strings as views (see `with_views`); the footer gets `schema` itself.
+    let working = Arc::new(with_views(&schema));
     let mut writer = Writer::Pending {
         file: super::create_output(dest)?,
         schema: schema.clone(),
+        working: working.clone(),
         cfg,
         dest,
     };
@@ -77,12 +81,12 @@ pub fn merge_to_file(
     let mut total_rows = 0u64;
     std::thread::scope(|scope| -> Result<(), MergeError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Decoded, MergeError>>(2);
-        let schema = &schema;
+        let working = &working;
         scope.spawn(move || {
             for input in inputs {
                 let key = input.meta.key.as_str();
                 let decoded = super::next_data(next_input, key)
-                    .and_then(|data| catch_panic(key, || decode(input, data, schema, cfg, &tx)));
+                    .and_then(|data| catch_panic(key, || decode(input, data, working, cfg, &tx)));
                 let failed = decoded.is_err();
                 if tx.send(decoded.map(Decoded::Done)).is_err() || failed {
                     return;
@@ -143,7 +147,10 @@ type Output = std::io::BufWriter<std::fs::File>;
 enum Writer<'a> {
     Pending {
         file: Output,
+        /// The output's schema, for its footer.
         schema: SchemaRef,
+        /// The batches' schema: `schema` with strings as views.
+        working: SchemaRef,
         cfg: &'a MergeConfig,
         dest: &'a Path,
     },
@@ -161,6 +168,7 @@ impl Writer<'_> {
             let Writer::Pending {
                 file,
                 schema,
+                working,
                 cfg,
                 dest,
             } = std::mem::replace(self, Writer::Taken)
@@ -183,10 +191,12 @@ impl Writer<'_> {
                     props = props.set_column_encoding(column.path, encoding);
                 }
             }
+            let mut props = props.build();
+            add_encoded_arrow_schema_to_metadata(&schema, &mut props);
             let writer = ArrowWriter::try_new_with_options(
                 file,
-                schema,
-                writer_options(props.build(), cfg, dest),
+                working,
+                writer_options(props, cfg, dest).with_skip_arrow_metadata(true),
             )
             .map_err(|e| MergeError::Write(e.to_string()))?;
             *self = Writer::Open(Box::new(writer));
@@ -243,7 +253,7 @@ fn decode(
         key: key.to_string(),
         reason: format!("corrupt file: {e}"),
     };
-    let options = ArrowReaderOptions::new().with_schema(input.schema.clone());
+    let options = ArrowReaderOptions::new().with_schema(Arc::new(with_views(&input.schema)));
     let reader_md =
         ArrowReaderMetadata::try_new(input.metadata.clone(), options).map_err(|e| corrupt(&e))?;
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_md)
