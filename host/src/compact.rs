@@ -124,7 +124,7 @@ pub async fn execute(
         })
         .collect();
     let partials: Vec<RunSummary> = futures::stream::iter(jobs)
-        .buffer_unordered(cfg.parallelism.max(1))
+        .buffer_unordered(in_flight(cfg))
         .collect()
         .await;
     for partial in partials {
@@ -287,7 +287,7 @@ async fn execute_partition_steps(ctx: &Ctx<'_>, p: &PartitionPlan) -> RunSummary
                 .collect();
             let outcomes: Vec<Option<Result<GroupOutcome, MergeError>>> =
                 futures::stream::iter(runs)
-                    .buffered(ctx.cfg.parallelism.max(1))
+                    .buffered(in_flight(ctx.cfg))
                     .collect()
                     .await;
             for (group, outcome) in groups.iter().zip(outcomes) {
@@ -362,7 +362,15 @@ struct Ctx<'a> {
     memory: &'a MemoryBudget,
     /// Merges running at once over the whole run (`[merge] parallelism`): partitions and the
     /// groups of one partition alike take a slot, so a single large partition uses every core.
+    /// A slot is held for the merge alone (decoding and encoding, the CPU's work), not while
+    /// footers are read or the merged file is uploaded, verified and its inputs deleted.
     merge_slots: &'a tokio::sync::Semaphore,
+}
+
+/// Partitions (and groups of one partition) worked on at once: twice the merge slots, so that
+/// while some wait on the store (footers, upload, deletes) others keep every slot busy.
+fn in_flight(cfg: &MergeConfig) -> usize {
+    2 * cfg.parallelism.max(1)
 }
 
 /// The memory merges in flight may use together (`[merge] memory_budget`), counted in MiB.
@@ -430,17 +438,15 @@ struct GroupOutcome {
     notes: Vec<String>,
 }
 
-/// One group in its merge slot; `None` when the run started draining before its turn.
+/// One group; `None` when the run started draining before its turn.
 async fn run_group(
     ctx: &Ctx<'_>,
     prefix: &str,
     group: &GroupPlan,
 ) -> Option<Result<GroupOutcome, MergeError>> {
-    let _slot = ctx.merge_slots.acquire().await.ok()?;
     if ctx.stop.is_draining() {
         return None;
     }
-    ctx.progress.set_message(prefix.to_string());
     Some(execute_group(ctx, prefix, group).await)
 }
 
@@ -518,6 +524,13 @@ async fn commit_set(
             .collect(),
     };
 
+    // A merge slot for the merge itself (see `Ctx::merge_slots`); a shutdown that begins
+    // while this waits for one leaves the inputs as they are.
+    let slot = tokio::select! {
+        slot = ctx.merge_slots.acquire() => slot,
+        () = stop.reached(Phase::Draining) => return Err(MergeError::Abandoned),
+    };
+    progress.set_message(prefix.to_string());
     // Held until the merged file is committed: merges beyond the budget wait their turn.
     let _memory = tokio::select! {
         permit = memory.reserve(inputs, cfg) => permit,
@@ -538,7 +551,11 @@ async fn commit_set(
         stop,
     )
     .await?;
+    drop(slot);
     CrashPoint::AfterMerge.hit(crash);
+    if let Some(delay) = crate::merge::spool::test_delay("COMPACTOR_TEST_SLOW_UPLOAD_MS") {
+        tokio::time::sleep(delay).await;
+    }
 
     lease_lost(ctx, "uploading")?;
     let uploaded = store.put_file(&output, spool.path()).await?;

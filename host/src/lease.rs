@@ -196,13 +196,17 @@ impl Lease {
 
     /// Stops renewing and deletes the lease if it is still ours.
     pub async fn release(self, store: &dyn Store) {
+        // A renewal holds the lock from its write until it has recorded the new ETag. Taking
+        // it first, and keeping it to the end, stops the renewer between renewals, never
+        // after a write whose ETag it did not record (the lease would then look like someone
+        // else's and stay behind).
+        let etag = self.state.etag.lock().await;
         self.renewer.abort();
-        let etag = self.state.etag.lock().await.clone();
         if self.state.lost.load(Ordering::SeqCst) {
             return;
         }
         match store.head(&self.key).await {
-            Ok(meta) if meta.etag == etag => {
+            Ok(meta) if meta.etag == *etag => {
                 if let Some((_, e)) = store
                     .delete_many(std::slice::from_ref(&self.key))
                     .await
@@ -296,5 +300,29 @@ mod tests {
             Acquired::HeldBy { .. }
         ));
         a.release(store.as_ref()).await;
+    }
+
+    /// A release that comes while a renewal is being written must still remove the lease: a
+    /// renewal cut off after its write, before it recorded the new ETag, left the lease
+    /// behind (seen as a stray lease object beside a finished merge).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_release_during_a_renewal_removes_the_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(LocalStore::try_new(dir.path()).unwrap());
+        let p = "t/p/";
+        for round in 0..300u64 {
+            // Renewals every 2 ms, so releases keep landing on one in flight.
+            let Acquired::Yes(lease) = acquire(store.clone(), p, &settings("a", 6)).await.unwrap()
+            else {
+                panic!("round {round}: the lease is free");
+            };
+            tokio::time::sleep(Duration::from_micros(500 + round * 37 % 3000)).await;
+            lease.release(store.as_ref()).await;
+            let left = store.list(p).await.unwrap().objects;
+            assert!(
+                left.is_empty(),
+                "round {round}: lease left behind: {left:?}"
+            );
+        }
     }
 }

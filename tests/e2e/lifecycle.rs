@@ -313,3 +313,45 @@ fn a_memory_budget_smaller_than_one_merge_still_finishes_every_partition() {
         assert_same_rows(&w.path(&outputs[0]), &vec![small(); 3]);
     }
 }
+
+/// A merge slot (`parallelism`) is held for the merge alone: while one partition's merged file
+/// uploads, the next partition merges. Each upload takes 2 s here, so with one slot held
+/// through the upload the second partition would finish 2 s after the first.
+#[test]
+fn the_next_merge_runs_while_a_merged_file_uploads() {
+    let w = Warehouse::new("");
+    let config = std::fs::read_to_string(&w.config).unwrap().replace(
+        "work_dir = \"work\"",
+        "work_dir = \"work\"\nparallelism = 1",
+    );
+    std::fs::write(&w.config, config).unwrap();
+    for hour in 0..2 {
+        for i in 0..3 {
+            w.put(&format!("{}part-{i}.parquet", cold(hour)), &small());
+        }
+    }
+    let run = w.run_with_env(&["once"], &[("COMPACTOR_TEST_SLOW_UPLOAD_MS", "2000")]);
+    run.expect_code(0);
+    let log = format!("{}{}", run.stdout(), run.stderr());
+    // `2026-11-20T05:10:02.123456Z  INFO partition{...}: merged ...`: seconds into the day.
+    let merged_at: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains(": merged "))
+        .map(|l| {
+            let time = &l[l.find('T').unwrap() + 1..l.find('Z').unwrap()];
+            let parts: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+            parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+        })
+        .collect();
+    assert_eq!(merged_at.len(), 2, "{log}");
+    let apart = (merged_at[1] - merged_at[0]).abs();
+    assert!(
+        apart < 1.5,
+        "the second merge waited for the first upload: {apart:.2}s apart\n{log}"
+    );
+    for hour in 0..2 {
+        let outputs = w.outputs(&cold(hour));
+        assert_eq!(w.files(&cold(hour)), outputs);
+        assert_same_rows(&w.path(&outputs[0]), &vec![small(); 3]);
+    }
+}

@@ -182,7 +182,13 @@ fn soak_random_faults_and_arrivals_lose_no_row() {
                     let bad = src.join("corrupt.parquet");
                     std::fs::write(&bad, b"PAR1 this is not a parquet file PAR1").unwrap();
                     w.put(&key, &bad);
-                    let run = w.run(&["-q", "once"]);
+                    let mut run = w.run(&["-q", "once"]);
+                    if run.code() == 0 && run.stdout().contains("recovered:") {
+                        // An earlier kill left a commit unfinished there: the files it touches
+                        // wait for this run's recovery, and the corrupt file alone is too few
+                        // to merge. The next run reads it.
+                        run = w.run(&["-q", "once"]);
+                    }
                     assert!(run.code() == 1, "{}", run.stdout());
                     assert!(run.stdout().contains(&key), "{}", run.stdout());
                     assert_eq!(

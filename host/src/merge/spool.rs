@@ -26,10 +26,12 @@ use crate::store::Store;
 /// Names of merged files being written start with this.
 pub const SPOOL_PREFIX: &str = "compactor-";
 
-/// Test hook: `COMPACTOR_TEST_SLOW_FETCH_MS` delays each input's download, so tests can stop
-/// the process while a merge is in flight.
-fn slow_fetch() -> Option<std::time::Duration> {
-    let ms = std::env::var("COMPACTOR_TEST_SLOW_FETCH_MS").ok()?;
+/// Test hooks: a delay in milliseconds from the environment variable `var`.
+/// `COMPACTOR_TEST_SLOW_FETCH_MS` delays each input's download, so tests can stop the process
+/// while a merge is in flight; `COMPACTOR_TEST_SLOW_UPLOAD_MS` delays each merged file's
+/// upload, as a slow store would.
+pub fn test_delay(var: &str) -> Option<std::time::Duration> {
+    let ms = std::env::var(var).ok()?;
     ms.parse().ok().map(std::time::Duration::from_millis)
 }
 
@@ -57,7 +59,7 @@ pub async fn merge_to_spool(
 
     // Fetch inputs one ahead of the decoder: memory holds at most two input files.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, MergeError>>(1);
-    let slow = slow_fetch();
+    let slow = test_delay("COMPACTOR_TEST_SLOW_FETCH_MS");
     let fetch = async {
         for input in inputs {
             if let Some(delay) = slow {
