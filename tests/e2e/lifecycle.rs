@@ -291,19 +291,29 @@ fn key_value_metadata_is_preserved() {
     );
 }
 
-#[test]
-fn a_memory_budget_smaller_than_one_merge_still_finishes_every_partition() {
-    let w = Warehouse::new("");
+/// Adds `lines` to the warehouse's `[merge]` section.
+fn add_merge_settings(w: &Warehouse, lines: &str) {
     let config = std::fs::read_to_string(&w.config).unwrap().replace(
         "work_dir = \"work\"",
-        "work_dir = \"work\"\nparallelism = 3\nmemory_budget = \"1MiB\"",
+        &format!("work_dir = \"work\"\n{lines}"),
     );
     std::fs::write(&w.config, config).unwrap();
-    for hour in 0..3 {
+}
+
+/// Three copies of the small file in each of the first `partitions` cold hours.
+fn put_three_small_files_in_each(w: &Warehouse, partitions: u32) {
+    for hour in 0..partitions {
         for i in 0..3 {
             w.put(&format!("{}part-{i}.parquet", cold(hour)), &small());
         }
     }
+}
+
+#[test]
+fn a_memory_budget_smaller_than_one_merge_still_finishes_every_partition() {
+    let w = Warehouse::new("");
+    add_merge_settings(&w, "parallelism = 3\nmemory_budget = \"1MiB\"");
+    put_three_small_files_in_each(&w, 3);
     let run = w.run(&["once"]);
     run.expect_code(0);
     assert!(run.stdout().contains("3 compacted"), "{}", run.stdout());
@@ -320,16 +330,8 @@ fn a_memory_budget_smaller_than_one_merge_still_finishes_every_partition() {
 #[test]
 fn the_next_merge_runs_while_a_merged_file_uploads() {
     let w = Warehouse::new("");
-    let config = std::fs::read_to_string(&w.config).unwrap().replace(
-        "work_dir = \"work\"",
-        "work_dir = \"work\"\nparallelism = 1",
-    );
-    std::fs::write(&w.config, config).unwrap();
-    for hour in 0..2 {
-        for i in 0..3 {
-            w.put(&format!("{}part-{i}.parquet", cold(hour)), &small());
-        }
-    }
+    add_merge_settings(&w, "parallelism = 1");
+    put_three_small_files_in_each(&w, 2);
     let run = w.run_with_env(&["once"], &[("COMPACTOR_TEST_SLOW_UPLOAD_MS", "2000")]);
     run.expect_code(0);
     let log = format!("{}{}", run.stdout(), run.stderr());
