@@ -524,11 +524,12 @@ async fn commit_set(
             .collect(),
     };
 
-    // A merge slot for the merge itself (see `Ctx::merge_slots`); a shutdown that begins
-    // while this waits for one leaves the inputs as they are.
+    // A merge slot for the merge itself (see `Ctx::merge_slots`). A shutdown that has begun,
+    // or begins while this waits, leaves the inputs as they are: no merge starts once draining.
     let slot = tokio::select! {
-        slot = ctx.merge_slots.acquire() => slot,
+        biased;
         () = stop.reached(Phase::Draining) => return Err(MergeError::Abandoned),
+        slot = ctx.merge_slots.acquire() => slot,
     };
     progress.set_message(prefix.to_string());
     // Held until the merged file is committed: merges beyond the budget wait their turn.
