@@ -14,10 +14,10 @@ use crate::crash::CrashPoint;
 use crate::journal::{self, Journal, JournalInput};
 use crate::lease::{self, Acquired, Lease};
 use crate::merge::MergeError;
-use crate::merge::footer::{InputFile, read_input};
+use crate::merge::footer::{InputFile, read_inputs};
 use crate::merge::rewrite::MergeStats;
 use crate::merge::schema::split_compatible;
-use crate::merge::spool::{SPOOL_PREFIX, merge_to_spool};
+use crate::merge::spool::{SPOOL_PREFIX, inputs_held, merge_to_spool};
 use crate::plan::{Action, CompactionPlan, GroupPlan, PartitionPlan};
 use crate::shutdown::{Phase, Stop};
 use crate::store::{ObjectMeta, Store};
@@ -374,8 +374,9 @@ fn in_flight(cfg: &MergeConfig) -> usize {
 }
 
 /// The memory merges in flight may use together (`[merge] memory_budget`), counted in MiB.
-/// A merge holds about two input files (one decoding, one downloading ahead), a decoded row
-/// group and the row group being encoded; it reserves that estimate before it starts, so
+/// A merge holds a few input files (one decoding, the others downloaded ahead:
+/// [`inputs_held`]), a decoded row group and the row group being encoded; it reserves that
+/// estimate before it starts, so
 /// parallel partitions never add up to more than the budget. A merge larger than the whole
 /// budget still runs, alone.
 struct MemoryBudget {
@@ -393,7 +394,7 @@ impl MemoryBudget {
     }
 
     /// The estimate for merging `inputs`, in MiB (at least 1, at most the whole budget).
-    fn estimate_mib(&self, inputs: &[InputFile], cfg: &MergeConfig) -> u32 {
+    fn estimate_mib(&self, store: &dyn Store, inputs: &[InputFile], cfg: &MergeConfig) -> u32 {
         let largest = inputs.iter().map(|i| i.meta.size).max().unwrap_or(0);
         // A row group's uncompressed size: what decoding it takes.
         let largest_row_group = inputs
@@ -402,18 +403,20 @@ impl MemoryBudget {
             .map(|rg| rg.total_byte_size().max(0) as u64)
             .max()
             .unwrap_or(0);
-        let bytes = 2 * largest + largest_row_group + 2 * cfg.row_group_bytes;
+        let bytes =
+            inputs_held(store, inputs) * largest + largest_row_group + 2 * cfg.row_group_bytes;
         (bytes >> 20).clamp(1, u64::from(self.total_mib)) as u32
     }
 
     async fn reserve(
         &self,
+        store: &dyn Store,
         inputs: &[InputFile],
         cfg: &MergeConfig,
     ) -> Option<tokio::sync::SemaphorePermit<'_>> {
         // The semaphore is never closed, so this only fails in theory; run unbudgeted then.
         self.mib
-            .acquire_many(self.estimate_mib(inputs, cfg))
+            .acquire_many(self.estimate_mib(store, inputs, cfg))
             .await
             .ok()
     }
@@ -455,10 +458,7 @@ async fn execute_group(
     prefix: &str,
     group: &GroupPlan,
 ) -> Result<GroupOutcome, MergeError> {
-    let mut inputs = Vec::with_capacity(group.inputs.len());
-    for meta in &group.inputs {
-        inputs.push(read_input(ctx.store, meta, ctx.cfg.max_row_group_bytes).await?);
-    }
+    let inputs = read_inputs(ctx.store, &group.inputs, ctx.cfg.max_row_group_bytes).await?;
     // The policy may choose the group's compression (checked when it answered). Chunks are
     // then only copied as they are (concat) when they already have that codec.
     let mut cfg = ctx.cfg.clone();
@@ -534,7 +534,7 @@ async fn commit_set(
     progress.set_message(prefix.to_string());
     // Held until the merged file is committed: merges beyond the budget wait their turn.
     let _memory = tokio::select! {
-        permit = memory.reserve(inputs, cfg) => permit,
+        permit = memory.reserve(ctx.store, inputs, cfg) => permit,
         () = stop.reached(Phase::Abandoning) => return Err(MergeError::Abandoned),
     };
     let on_progress = {

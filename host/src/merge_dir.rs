@@ -14,7 +14,7 @@ use futures::StreamExt;
 
 use crate::config::MergeConfig;
 use crate::layout::data_and_subprefixes;
-use crate::merge::footer::{InputFile, read_input};
+use crate::merge::footer::{InputFile, read_inputs};
 use crate::merge::schema::split_compatible;
 use crate::merge::spool::merge_to_spool;
 use crate::shutdown::Stop;
@@ -129,10 +129,7 @@ async fn merge_job(
     progress: &indicatif::ProgressBar,
     stop: &Stop,
 ) -> anyhow::Result<MergeDirSummary> {
-    let mut inputs: Vec<InputFile> = Vec::with_capacity(job.inputs.len());
-    for meta in &job.inputs {
-        inputs.push(read_input(store, meta, cfg.max_row_group_bytes).await?);
-    }
+    let inputs = read_inputs(store, &job.inputs, cfg.max_row_group_bytes).await?;
     let dir: PathBuf = output.join(&job.prefix);
     let (sets, notes) = split_compatible(&inputs);
     for note in notes {

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use compactor::store::fault_proxy::{Fault, FaultProxy, Rule};
+use compactor::store::s3::READS_AT_ONCE;
 use compactor::store::test_server::{TEST_ACCESS_KEY, TEST_SECRET_KEY, TestS3Server};
 use compactor::store::{S3Store, Store};
 use futures::StreamExt;
@@ -354,6 +355,33 @@ fn throttling_server_errors_and_dropped_connections_are_retried() {
         "inputs deleted, one merged file"
     );
     assert_eq!(w.assert_same_rows(&outputs[0], &vec![src; 3])["rows"], 24);
+}
+
+/// Issue 7: S3 answers each read after a round trip, so footers and inputs are read several at
+/// once, never more than `READS_AT_ONCE`. One at a time, a 1,000-file partition would wait
+/// 2,000 round trips.
+#[test]
+fn reads_overlap_on_a_store_with_latency() {
+    let w = S3Warehouse::behind_proxy();
+    let src = corpus("alltypes_plain.parquet");
+    let n = 3 * READS_AT_ONCE;
+    w.put_copies(&cold(1), &src, n);
+    let latency = Fault::Delay(std::time::Duration::from_millis(100));
+    w.proxy().add(Rule::new(latency).method("GET"));
+
+    let run = w.run(&["once"], &[]);
+    run.expect_code(0);
+    let peak = w.proxy().peak_in_flight("GET");
+    assert!(
+        (2..=READS_AT_ONCE).contains(&peak),
+        "{peak} GETs in flight at most, expected 2 to {READS_AT_ONCE}"
+    );
+    let outputs = w.outputs(&cold(1));
+    assert_eq!(w.files(&cold(1)), outputs, "{}", run.stdout());
+    assert_eq!(
+        w.assert_same_rows(&outputs[0], &vec![src; n])["rows"],
+        8 * n
+    );
 }
 
 /// A server that stops answering (issue 6): the request is cut off after `[store] timeout`

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::parquet_to_arrow_schema;
 use parquet::basic::Type as PhysicalType;
 use parquet::file::metadata::{FileMetaData, ParquetMetaData, ParquetMetaDataReader};
@@ -61,6 +62,26 @@ pub async fn read_metadata(
 /// Rows in a file, counted from its row groups.
 pub fn row_group_rows(md: &ParquetMetaData) -> i64 {
     md.row_groups().iter().map(|rg| rg.num_rows()).sum()
+}
+
+/// Reads and checks the footers of `metas`, several at once on a store that gains from it
+/// ([`Store::reads_at_once`]). In the order given; the first that fails (in that order) is
+/// the error.
+pub async fn read_inputs(
+    store: &dyn Store,
+    metas: &[ObjectMeta],
+    max_row_group_bytes: u64,
+) -> Result<Vec<InputFile>, MergeError> {
+    // The futures are made up front (they do nothing until polled): made inside the stream,
+    // their borrows would keep callers' futures from being `Send`.
+    let reads: Vec<_> = metas
+        .iter()
+        .map(|meta| read_input(store, meta, max_row_group_bytes))
+        .collect();
+    futures::stream::iter(reads)
+        .buffered(store.reads_at_once().max(1))
+        .try_collect()
+        .await
 }
 
 /// Reads the footer of `meta.key` and checks what can be checked without its data.

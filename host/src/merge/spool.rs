@@ -1,5 +1,5 @@
-//! One merge from a store into a local file: inputs are downloaded one ahead of the decoder
-//! (each only if it is still the listed version), decoded and re-encoded on a blocking thread
+//! One merge from a store into a local file: inputs are downloaded ahead of the decoder
+//! (each only if it is still the listed version; several at once from a remote store), decoded and re-encoded on a blocking thread
 //! into a temporary file. Shared by the commit protocol ([`crate::compact`]) and by
 //! `compactor merge`.
 //!
@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
+use futures::StreamExt;
 use parquet::file::metadata::KeyValue;
 use tempfile::NamedTempFile;
 
@@ -33,6 +34,30 @@ pub const SPOOL_PREFIX: &str = "compactor-";
 pub fn test_delay(var: &str) -> Option<std::time::Duration> {
     let ms = std::env::var(var).ok()?;
     ms.parse().ok().map(std::time::Duration::from_millis)
+}
+
+/// Bytes of input files a merge may download ahead of its decoder.
+const READ_AHEAD_BYTES: u64 = 8 << 20;
+
+/// How many inputs are downloaded ahead of the decoder: as many reads as the store gains from
+/// having in flight ([`Store::reads_at_once`]: a remote store answers each after a round trip,
+/// about as long as decoding a small file takes), within [`READ_AHEAD_BYTES`] of the largest
+/// input, and at least one.
+fn read_ahead(reads_at_once: usize, largest_input: u64) -> usize {
+    let within_bytes = READ_AHEAD_BYTES / largest_input.max(1);
+    reads_at_once
+        .min(usize::try_from(within_bytes).unwrap_or(usize::MAX))
+        .max(1)
+}
+
+fn largest(inputs: &[InputFile]) -> u64 {
+    inputs.iter().map(|i| i.meta.size).max().unwrap_or(0)
+}
+
+/// Input files a merge of `inputs` from `store` holds in memory at most: those downloaded
+/// ahead, one waiting for the decoder and the one being decoded.
+pub fn inputs_held(store: &dyn Store, inputs: &[InputFile]) -> u64 {
+    read_ahead(store.reads_at_once(), largest(inputs)) as u64 + 2
 }
 
 /// Merges `inputs` into a new temporary file in `dir`, adding `metadata` to its footer.
@@ -57,19 +82,28 @@ pub async fn merge_to_spool(
         .tempfile_in(dir)
         .map_err(work_dir)?;
 
-    // Fetch inputs one ahead of the decoder: memory holds at most two input files.
+    // Inputs are downloaded ahead of the decoder, in order (see `read_ahead`); one more waits
+    // in the channel.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, MergeError>>(1);
     let slow = test_delay("COMPACTOR_TEST_SLOW_FETCH_MS");
     let fetch = async {
-        for input in inputs {
-            if let Some(delay) = slow {
-                tokio::time::sleep(delay).await;
-            }
-            // Exactly the version that was listed and planned with (its footer read).
-            let data = store
-                .get_unchanged(&input.meta.key, &input.meta.etag)
-                .await
-                .map_err(MergeError::from);
+        // Made up front, as in `read_inputs`; each does nothing until polled.
+        let gets: Vec<_> = inputs
+            .iter()
+            .map(|input| async move {
+                if let Some(delay) = slow {
+                    tokio::time::sleep(delay).await;
+                }
+                // Exactly the version that was listed and planned with (its footer read).
+                store
+                    .get_unchanged(&input.meta.key, &input.meta.etag)
+                    .await
+                    .map_err(MergeError::from)
+            })
+            .collect();
+        let mut downloads = futures::stream::iter(gets)
+            .buffered(read_ahead(store.reads_at_once(), largest(inputs)));
+        while let Some(data) = downloads.next().await {
             let failed = data.is_err();
             if tx.send(data).await.is_err() || failed {
                 break;
@@ -114,4 +148,22 @@ pub async fn merge_to_spool(
         }
     };
     merged.map_err(|e| MergeError::Write(format!("merge task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_ahead;
+
+    #[test]
+    fn inputs_are_read_ahead_as_far_as_the_store_gains_within_the_byte_bound() {
+        const MIB: u64 = 1 << 20;
+        // A local disk: one at a time.
+        assert_eq!(read_ahead(1, MIB), 1);
+        // A remote store: as many as it takes at once, while they fit in the bound...
+        assert_eq!(read_ahead(8, MIB), 8);
+        assert_eq!(read_ahead(8, 3 * MIB), 2);
+        // ...and always at least one, however large the inputs.
+        assert_eq!(read_ahead(8, 100 * MIB), 1);
+        assert_eq!(read_ahead(8, 0), 8);
+    }
 }

@@ -6,6 +6,7 @@
 //! The binary under test is not changed in any way: it is pointed at the proxy's endpoint and
 //! meets the faults on the wire, through the AWS SDK's real retry logic.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -112,6 +113,39 @@ struct State {
     injected: Vec<String>,
     /// Every request seen, as `METHOD path?query`.
     seen: Vec<String>,
+    /// Requests being answered now, and the most there ever were at once, by method.
+    in_flight: HashMap<String, usize>,
+    peak_in_flight: HashMap<String, usize>,
+}
+
+/// Counts a request as in flight until the answer's headers are out (or it failed).
+struct InFlight {
+    state: Arc<Mutex<State>>,
+    method: String,
+}
+
+impl InFlight {
+    fn enter(state: &Arc<Mutex<State>>, method: &str) -> InFlight {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = s.in_flight.entry(method.to_string()).or_default();
+        *now += 1;
+        let now = *now;
+        let peak = s.peak_in_flight.entry(method.to_string()).or_default();
+        *peak = (*peak).max(now);
+        InFlight {
+            state: state.clone(),
+            method: method.to_string(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = s.in_flight.get_mut(&self.method) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 pub struct FaultProxy {
@@ -165,6 +199,11 @@ impl FaultProxy {
     /// Every request seen so far, as `METHOD path?query`.
     pub fn requests(&self) -> Vec<String> {
         self.lock().seen.clone()
+    }
+
+    /// The most requests of `method` (`GET`, `PUT`, ...) that were ever in flight at once.
+    pub fn peak_in_flight(&self, method: &str) -> usize {
+        self.lock().peak_in_flight.get(method).copied().unwrap_or(0)
     }
 
     /// The faults injected so far, one line each.
@@ -227,6 +266,7 @@ async fn handle(
 ) -> Result<Response<Body>, BoxError> {
     let (method, path) = (req.method().to_string(), req.uri().path().to_string());
     let query = req.uri().query().unwrap_or_default().to_string();
+    let _in_flight = InFlight::enter(&state, &method);
     let fault = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         state.seen.push(format!("{method} {path}?{query}"));

@@ -155,6 +155,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Deletes the keys; missing keys count as deleted. Returns the keys that failed, with why.
     async fn delete_many(&self, keys: &[String]) -> Vec<(String, StoreError)>;
 
+    /// How many reads are worth having in flight at once. A remote store answers each read
+    /// after a round trip (tens of milliseconds on S3, whatever the size), so overlapping them
+    /// hides the wait; a local disk gains nothing, and memory would only hold more.
+    fn reads_at_once(&self) -> usize {
+        1
+    }
+
     /// Requests sent so far, for backends that count them.
     fn request_counts(&self) -> Option<RequestCounts> {
         None
