@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use serde::Serialize;
 
 use crate::journal::{self, Recovery};
@@ -114,43 +115,78 @@ async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TableP
         hot: Vec::new(),
         partitions: Vec::new(),
     };
-    // Depth-first in key order, without recursion.
-    let mut stack = vec![table.prefix.clone()];
-    while let Some(prefix) = stack.pop() {
-        let partition = Partition {
-            table: table.name.clone(),
-            keys: partition_keys(&table.prefix, &prefix),
-            prefix: prefix.clone(),
-        };
-        let p = partition.clone();
-        match call_policy(&table.plugin, move |pl| pl.is_cold(&p, now_ms)).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::debug!(partition = %prefix, "hot, not listed");
-                out.hot.push(prefix);
-                continue;
-            }
-            Err(error) => {
-                out.partitions.push(failed(partition, error));
-                continue;
-            }
+    // Prefixes are visited several at once on a store that gains from it (each listing waits
+    // a round trip on S3: a year of hourly partitions is 8,760 of them), then put back in key
+    // order, which is the order of a depth-first walk: a prefix sorts before everything below
+    // it, and everything below it before its next sibling.
+    let mut waiting = std::collections::VecDeque::from([table.prefix.clone()]);
+    let mut visiting = futures::stream::FuturesUnordered::new();
+    let at_once = store.reads_at_once().max(1);
+    loop {
+        while visiting.len() < at_once
+            && let Some(prefix) = waiting.pop_front()
+        {
+            visiting.push(visit(store, table, prefix, now_ms));
         }
-        let listing = match store.list(&prefix).await {
-            Ok(listing) => listing,
-            Err(e) => {
-                out.partitions
-                    .push(failed(partition, format!("listing failed: {e}")));
-                continue;
-            }
+        let Some(visited) = visiting.next().await else {
+            break;
         };
-        let (files, subs) = data_and_subprefixes(listing);
-        stack.extend(subs.into_iter().rev());
-        if !files.is_empty() {
-            out.partitions
-                .push(plan_partition(store, table, partition, files, now_ms).await);
+        match visited {
+            Visited::Hot(prefix) => out.hot.push(prefix),
+            Visited::Listed { partition, below } => {
+                waiting.extend(below);
+                out.partitions.extend(partition);
+            }
         }
     }
+    out.hot.sort();
+    out.partitions
+        .sort_by(|a, b| a.partition.prefix.cmp(&b.partition.prefix));
     out
+}
+
+/// What planning found at one prefix.
+enum Visited {
+    /// The policy called it hot: not listed.
+    Hot(String),
+    /// Listed (or failed): the partition's plan when it holds data files or failed, and the
+    /// prefixes below it.
+    Listed {
+        partition: Option<PartitionPlan>,
+        below: Vec<String>,
+    },
+}
+
+async fn visit(store: &dyn Store, table: &TableSpec, prefix: String, now_ms: i64) -> Visited {
+    let partition = Partition {
+        table: table.name.clone(),
+        keys: partition_keys(&table.prefix, &prefix),
+        prefix: prefix.clone(),
+    };
+    let failed_with = |partition, error| Visited::Listed {
+        partition: Some(failed(partition, error)),
+        below: Vec::new(),
+    };
+    let p = partition.clone();
+    match call_policy(&table.plugin, move |pl| pl.is_cold(&p, now_ms)).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::debug!(partition = %prefix, "hot, not listed");
+            return Visited::Hot(prefix);
+        }
+        Err(error) => return failed_with(partition, error),
+    }
+    let listing = match store.list(&prefix).await {
+        Ok(listing) => listing,
+        Err(e) => return failed_with(partition, format!("listing failed: {e}")),
+    };
+    let (files, below) = data_and_subprefixes(listing);
+    let partition = if files.is_empty() {
+        None
+    } else {
+        Some(plan_partition(store, table, partition, files, now_ms).await)
+    };
+    Visited::Listed { partition, below }
 }
 
 fn failed(partition: Partition, error: String) -> PartitionPlan {

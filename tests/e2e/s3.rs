@@ -384,6 +384,28 @@ fn reads_overlap_on_a_store_with_latency() {
     );
 }
 
+/// Planning lists several prefixes at once on S3 (each listing waits a round trip: a year of
+/// hourly partitions is 8,760 of them) and still reports the partitions in key order.
+#[test]
+fn prefixes_are_listed_several_at_once_and_planned_in_key_order() {
+    let w = S3Warehouse::behind_proxy();
+    let src = corpus("alltypes_plain.parquet");
+    let prefixes = twelve_partitions(&w, &src);
+    let latency = Fault::Delay(std::time::Duration::from_millis(100));
+    w.proxy().add(Rule::new(latency).query("list-type"));
+
+    let run = w.run(&["plan"], &[]);
+    run.expect_code(0);
+    let listings = w.proxy().peak_in_flight("GET");
+    assert!(listings >= 2, "{listings} listing(s) in flight at most");
+    let out = run.stdout();
+    let at: Vec<usize> = prefixes
+        .iter()
+        .map(|p| out.find(&format!("{p}: 3 files")).expect(p))
+        .collect();
+    assert!(at.is_sorted(), "partitions in key order:\n{out}");
+}
+
 /// A server that stops answering (issue 6): the request is cut off after `[store] timeout`
 /// and retried, so a hung connection never stalls a run.
 #[test]
