@@ -135,6 +135,10 @@ pub struct RawStore {
     /// (default "60s").
     #[serde(default)]
     pub timeout: Option<String>,
+    /// S3 only: reads in flight at once (footers, listings, and inputs downloaded ahead of a
+    /// merge within 16 MiB) (default 32). Lower it for a small S3-compatible server.
+    #[serde(default)]
+    pub concurrent_reads: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -615,6 +619,13 @@ fn parse_store(raw: &RawStore, base: &Path) -> Result<StoreConfig, String> {
                 Err(e) => return Err(format!("[store] timeout = {text:?}: {e}")),
             },
         };
+        let concurrent_reads = match raw.concurrent_reads {
+            None => crate::store::s3::READS_AT_ONCE,
+            Some(n @ 1..=256) => n,
+            Some(n) => {
+                return Err(format!("[store] concurrent_reads = {n}: from 1 to 256"));
+            }
+        };
         return Ok(StoreConfig::S3(crate::store::S3Location {
             bucket: bucket.to_string(),
             prefix,
@@ -624,6 +635,7 @@ fn parse_store(raw: &RawStore, base: &Path) -> Result<StoreConfig, String> {
             max_attempts,
             retry_backoff_ms,
             timeout_ms,
+            concurrent_reads,
         }));
     }
     if raw.region.is_some()
@@ -632,10 +644,11 @@ fn parse_store(raw: &RawStore, base: &Path) -> Result<StoreConfig, String> {
         || raw.max_attempts.is_some()
         || raw.retry_backoff.is_some()
         || raw.timeout.is_some()
+        || raw.concurrent_reads.is_some()
     {
         return Err(
-            "[store] region, endpoint, path_style, max_attempts, retry_backoff and timeout \
-             apply to s3:// stores only"
+            "[store] region, endpoint, path_style, max_attempts, retry_backoff, timeout and \
+             concurrent_reads apply to s3:// stores only"
                 .into(),
         );
     }
@@ -771,6 +784,13 @@ min_files = 2
                 "endpoint",
             ),
             (
+                MINIMAL.replace(
+                    "url = \"file://./warehouse\"",
+                    "url = \"s3://b\"\nconcurrent_reads = 0",
+                ),
+                "concurrent_reads = 0: from 1 to 256",
+            ),
+            (
                 format!("{MINIMAL}[merge]\nrow_group_size = \"big\"\n"),
                 "row_group_size",
             ),
@@ -858,8 +878,18 @@ min_files = 2
                 max_attempts: 6,
                 retry_backoff_ms: 1000,
                 timeout_ms: 60_000,
+                concurrent_reads: 32,
             })
         );
+        let c = parse(&MINIMAL.replace(
+            "url = \"file://./warehouse\"",
+            "url = \"s3://lake\"\nconcurrent_reads = 4",
+        ))
+        .unwrap();
+        let StoreConfig::S3(location) = c.store else {
+            panic!("an s3 store")
+        };
+        assert_eq!(location.concurrent_reads, 4);
     }
 
     proptest::proptest! {
@@ -872,7 +902,7 @@ min_files = 2
             text in "(\\[\\[?(store|merge|daemon|leases|tables|tables\\.settings)\\]\\]?\n|\
                       (url|prefix|name|plugin|interval|ttl|enabled|compression|row_group_size|\
                       memory_budget|batch_rows|parallelism|metrics_addr|offset|align|endpoint|\
-                      timeout|max_attempts) = (\"[a-z0-9:/._()-]{0,20}\"|-?[0-9]{1,20}|true)\n){0,20}",
+                      timeout|max_attempts|concurrent_reads) = (\"[a-z0-9:/._()-]{0,20}\"|-?[0-9]{1,20}|true)\n){0,20}",
         ) {
             if let Err(e) = parse(&text) {
                 proptest::prop_assert!(e.to_string().starts_with("/etc/compactor/config.toml"));

@@ -96,7 +96,9 @@ fn files_replaced_or_added_during_a_merge_are_never_lost() {
             w.put(&format!("{}part-{i}.parquet", cold(hour)), &small);
         }
     }
-    // Each input takes 1.5 s to arrive: the merges run for about 5 s.
+    // Each input takes 1.5 s to arrive: the merges run for about 5 s, all three at once (with
+    // fewer slots than partitions, which partitions start first would be a race).
+    w.add_merge_settings("parallelism = 3");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_compactor"))
         .arg("--config")
         .arg(&w.config)
@@ -109,7 +111,7 @@ fn files_replaced_or_added_during_a_merge_are_never_lost() {
         .unwrap();
     let work = w.base.join("work");
     let started = std::time::Instant::now();
-    while file_count(&work) < 2 {
+    while file_count(&work) < 3 {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "no merge started"
@@ -120,7 +122,7 @@ fn files_replaced_or_added_during_a_merge_are_never_lost() {
     // hour 1: part-2 replaced before it is read; hour 2: a new file arrives.
     w.put(&format!("{}part-2.parquet", cold(1)), &other);
     w.put(&format!("{}part-new.parquet", cold(2)), &other);
-    // hour 3 (planned, not started yet): part-2 vanishes.
+    // hour 3 (its part-2 not read yet): part-2 vanishes.
     std::fs::remove_file(w.path(&format!("{}part-2.parquet", cold(3)))).unwrap();
     std::thread::sleep(Duration::from_millis(2000));
     // hour 2: part-0 replaced after it was read, before the inputs are deleted.

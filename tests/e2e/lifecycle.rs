@@ -292,14 +292,6 @@ fn key_value_metadata_is_preserved() {
 }
 
 /// Adds `lines` to the warehouse's `[merge]` section.
-fn add_merge_settings(w: &Warehouse, lines: &str) {
-    let config = std::fs::read_to_string(&w.config).unwrap().replace(
-        "work_dir = \"work\"",
-        &format!("work_dir = \"work\"\n{lines}"),
-    );
-    std::fs::write(&w.config, config).unwrap();
-}
-
 /// Three copies of the small file in each of the first `partitions` cold hours.
 fn put_three_small_files_in_each(w: &Warehouse, partitions: u32) {
     for hour in 0..partitions {
@@ -312,7 +304,7 @@ fn put_three_small_files_in_each(w: &Warehouse, partitions: u32) {
 #[test]
 fn a_memory_budget_smaller_than_one_merge_still_finishes_every_partition() {
     let w = Warehouse::new("");
-    add_merge_settings(&w, "parallelism = 3\nmemory_budget = \"1MiB\"");
+    w.add_merge_settings("parallelism = 3\nmemory_budget = \"1MiB\"");
     put_three_small_files_in_each(&w, 3);
     let run = w.run(&["once"]);
     run.expect_code(0);
@@ -330,7 +322,7 @@ fn a_memory_budget_smaller_than_one_merge_still_finishes_every_partition() {
 #[test]
 fn the_next_merge_runs_while_a_merged_file_uploads() {
     let w = Warehouse::new("");
-    add_merge_settings(&w, "parallelism = 1");
+    w.add_merge_settings("parallelism = 1");
     put_three_small_files_in_each(&w, 2);
     let run = w.run_with_env(&["once"], &[("COMPACTOR_TEST_SLOW_UPLOAD_MS", "2000")]);
     run.expect_code(0);

@@ -77,6 +77,15 @@ impl Warehouse {
         }
     }
 
+    /// Adds `lines` (e.g. `parallelism = 3`) to the config's `[merge]` section.
+    pub fn add_merge_settings(&self, lines: &str) {
+        let config = std::fs::read_to_string(&self.config).unwrap().replace(
+            "work_dir = \"work\"",
+            &format!("work_dir = \"work\"\n{lines}"),
+        );
+        std::fs::write(&self.config, config).unwrap();
+    }
+
     /// Copies `src` into the warehouse as `key`.
     pub fn put(&self, key: &str, src: &Path) {
         let dest = self.root.join(key);

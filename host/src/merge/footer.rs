@@ -85,7 +85,7 @@ pub async fn read_inputs(
 }
 
 /// Reads the footer of `meta.key` and checks what can be checked without its data.
-pub async fn read_input(
+async fn read_input(
     store: &dyn Store,
     meta: &ObjectMeta,
     max_row_group_bytes: u64,

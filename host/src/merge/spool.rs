@@ -1,7 +1,7 @@
-//! One merge from a store into a local file: inputs are downloaded ahead of the decoder
-//! (each only if it is still the listed version; several at once from a remote store), decoded and re-encoded on a blocking thread
-//! into a temporary file. Shared by the commit protocol ([`crate::compact`]) and by
-//! `compactor merge`.
+//! One merge from a store into a local file: inputs are downloaded ahead of the decoder (each
+//! only if it is still the listed version; several at once from a remote store), decoded and
+//! re-encoded on a blocking thread into a temporary file. Shared by the commit protocol
+//! ([`crate::compact`]) and by `compactor merge`.
 //!
 //! A shutdown that reaches [`Phase::Abandoning`] drops the download; the merge thread stops at
 //! its next input and removes its temporary file before this returns.

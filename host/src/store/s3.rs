@@ -3,8 +3,8 @@
 //! * Listing: ListObjectsV2 with delimiter `/` (one hive level per call), following every page.
 //! * Reads: footers with one bounded range GET over an object's last bytes (the size is known
 //!   from the listing; some S3-compatible servers fail a suffix range longer than the object).
-//! * Reads: [`READS_AT_ONCE`] in flight at once where the caller has several to do (footers,
-//!   inputs downloaded ahead of a merge).
+//! * Reads: [`READS_AT_ONCE`] in flight at once by default (`[store] concurrent_reads`) where
+//!   the caller has several to do (footers, listings, inputs downloaded ahead of a merge).
 //! * Writes: files up to [`PART_SIZE`] in one PUT; larger ones as a multipart upload,
 //!   [`PARTS_AT_ONCE`] parts at a time, each streamed from disk (no part is held in memory),
 //!   aborted on any failure, so an object appears whole or not at all.
@@ -62,6 +62,8 @@ pub struct S3Location {
     /// A request that receives nothing for this long is cut off (and retried, within
     /// `max_attempts`): a hung server or connection never stalls a run.
     pub timeout_ms: u64,
+    /// Reads in flight at once ([`Store::reads_at_once`]); [`READS_AT_ONCE`] by default.
+    pub concurrent_reads: usize,
 }
 
 #[derive(Debug)]
@@ -494,7 +496,7 @@ impl Store for S3Store {
     }
 
     fn reads_at_once(&self) -> usize {
-        READS_AT_ONCE
+        self.location.concurrent_reads
     }
 
     fn request_counts(&self) -> Option<RequestCounts> {

@@ -115,6 +115,7 @@ impl TestS3Server {
             // Short, so tests that provoke retries stay quick.
             retry_backoff_ms: 50,
             timeout_ms: 60_000,
+            concurrent_reads: super::s3::READS_AT_ONCE,
         }
     }
 
