@@ -92,10 +92,21 @@ pub async fn plan(store: &dyn Store, tables: &[TableSpec], now_ms: i64) -> Compa
     plan
 }
 
+/// Plugin calls running at once, over the whole process: one per core. Prefixes are visited
+/// several at once on S3, and each call runs a fresh instance that may use up to the plugin's
+/// memory limit, so more calls than cores would only multiply memory.
+static PLUGIN_CALLS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+});
+
 async fn call_policy<R: Send + 'static>(
     plugin: &Arc<PolicyPlugin>,
     f: impl FnOnce(&PolicyPlugin) -> Result<R, crate::policy::PolicyError> + Send + 'static,
 ) -> Result<R, String> {
+    let _call = PLUGIN_CALLS
+        .acquire()
+        .await
+        .map_err(|e| format!("plugin call failed: {e}"))?;
     // Plugin calls are short and fuel-bounded, but CPU work: keep them off the reactor.
     let plugin = plugin.clone();
     tokio::task::spawn_blocking(move || f(&plugin))
