@@ -399,8 +399,7 @@ impl MemoryBudget {
         // A row group's uncompressed size: what decoding it takes.
         let largest_row_group = inputs
             .iter()
-            .flat_map(|i| i.metadata.row_groups())
-            .map(|rg| rg.total_byte_size().max(0) as u64)
+            .map(|i| i.footer.largest_row_group_bytes)
             .max()
             .unwrap_or(0);
         let bytes =

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use parquet::basic::Compression;
 use parquet::bloom_filter::Sbbf;
 use parquet::column::writer::ColumnCloseResult;
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 
-use super::footer::InputFile;
+use super::footer::{InputFile, parse_footer};
 use super::rewrite::MergeStats;
 use super::{MergeError, MergeMode};
 use crate::config::MergeConfig;
@@ -29,9 +29,8 @@ pub fn applies(inputs: &[InputFile], cfg: &MergeConfig) -> Result<(), String> {
     if cfg.mode == MergeMode::Rewrite {
         return Err("[merge] mode is rewrite".into());
     }
-    let parquet_schema = |i: &InputFile| i.metadata.file_metadata().schema_descr_ptr();
     for input in &inputs[1..] {
-        if parquet_schema(input).root_schema() != parquet_schema(first).root_schema()
+        if input.footer.parquet_schema != first.footer.parquet_schema
             || input.schema.fields() != first.schema.fields()
         {
             return Err(format!(
@@ -41,24 +40,14 @@ pub fn applies(inputs: &[InputFile], cfg: &MergeConfig) -> Result<(), String> {
         }
     }
     if cfg.mode == MergeMode::Auto {
-        let chunks = || {
-            inputs
-                .iter()
-                .flat_map(|i| i.metadata.row_groups())
-                .flat_map(|rg| rg.columns())
-        };
         let same_codec =
-            |c: Compression| std::mem::discriminant(&c) == std::mem::discriminant(&cfg.compression);
-        if !chunks().all(|c| same_codec(c.compression())) {
+            |c: &Compression| std::mem::discriminant(c) == std::mem::discriminant(&cfg.compression);
+        if !inputs.iter().flat_map(|i| &i.footer.codecs).all(same_codec) {
             return Err("some inputs use another codec than [merge] compression".into());
         }
-        let row_groups: usize = inputs.iter().map(|i| i.metadata.num_row_groups()).sum();
-        let bytes: i64 = inputs
-            .iter()
-            .flat_map(|i| i.metadata.row_groups())
-            .map(|rg| rg.compressed_size())
-            .sum();
-        let mean = bytes.max(0) as u64 / row_groups.max(1) as u64;
+        let row_groups: usize = inputs.iter().map(|i| i.footer.row_groups).sum();
+        let bytes: u64 = inputs.iter().map(|i| i.footer.compressed_bytes).sum();
+        let mean = bytes / row_groups.max(1) as u64;
         if mean < cfg.row_group_bytes / 4 {
             return Err(format!(
                 "the inputs' row groups average {mean} bytes, below a quarter of \
@@ -79,41 +68,27 @@ pub fn concat_to_file(
     on_progress: &dyn Fn(u64),
 ) -> Result<MergeStats, MergeError> {
     let write_err = |e: &dyn std::fmt::Display| MergeError::Write(e.to_string());
-    let first = inputs.first().ok_or_else(|| write_err(&"no inputs"))?;
-    let mut kv: Vec<KeyValue> = first
-        .metadata
-        .file_metadata()
-        .key_value_metadata()
-        .into_iter()
-        .flatten()
-        .filter(|kv| !kv.key.starts_with(crate::journal::KEY_PREFIX))
-        .cloned()
-        .collect();
-    kv.extend(metadata);
-    let props = WriterProperties::builder()
-        .set_created_by(format!("compactor {}", env!("CARGO_PKG_VERSION")))
-        .set_key_value_metadata(Some(kv))
-        .build();
-    let file = super::create_output(dest)?;
-    let schema = first
-        .metadata
-        .file_metadata()
-        .schema_descr()
-        .root_schema_ptr();
-    let mut writer =
-        SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(|e| write_err(&e))?;
+    let mut output = Some((super::create_output(dest)?, metadata));
+    let mut writer = None;
 
     let mut total_rows = 0u64;
     for input in inputs {
         let key = input.meta.key.as_str();
         let data = super::next_data(next_input, key)?;
-        // The footer was read from this very version (same ETag), so its offsets hold; a
-        // chunk outside the data is a corrupt file, refused before anything is written.
+        let footer = parse_footer(key, &data)?;
+        // Made from the first input's footer: its schema is every input's (see `applies`).
+        if let Some((file, metadata)) = output.take() {
+            writer = Some(new_writer(&footer, metadata, file)?);
+        }
+        let Some(writer) = writer.as_mut() else {
+            unreachable!("made for the first input")
+        };
+        // A chunk outside the data is a corrupt file, refused before anything is written.
         let corrupt = |what: String| MergeError::Unreadable {
             key: key.to_string(),
             reason: format!("corrupt file: {what}"),
         };
-        for rg in input.metadata.row_groups() {
+        for rg in footer.row_groups() {
             for column in rg.columns() {
                 let (start, len) = column.byte_range();
                 if start.saturating_add(len) > data.len() as u64 {
@@ -125,7 +100,7 @@ pub fn concat_to_file(
                 }
             }
         }
-        for rg in input.metadata.row_groups() {
+        for rg in footer.row_groups() {
             let mut out = writer.next_row_group().map_err(|e| write_err(&e))?;
             for column in rg.columns() {
                 let close = ColumnCloseResult {
@@ -145,6 +120,7 @@ pub fn concat_to_file(
         on_progress(input.meta.size);
     }
     let expected: u64 = inputs.iter().map(|i| i.rows).sum();
+    let writer = writer.ok_or_else(|| write_err(&"no inputs"))?;
     let written = writer.close().map_err(|e| write_err(&e))?;
     if total_rows != expected {
         return Err(MergeError::Write(format!(
@@ -152,4 +128,29 @@ pub fn concat_to_file(
         )));
     }
     MergeStats::of_file(dest, total_rows, &written)
+}
+
+/// The output's writer, with `first`'s schema and key-value metadata (less our journal, which
+/// described that input's own merge) plus `metadata`.
+fn new_writer(
+    first: &ParquetMetaData,
+    metadata: Vec<KeyValue>,
+    file: super::Output,
+) -> Result<SerializedFileWriter<super::Output>, MergeError> {
+    let mut kv: Vec<KeyValue> = first
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .filter(|kv| !kv.key.starts_with(crate::journal::KEY_PREFIX))
+        .cloned()
+        .collect();
+    kv.extend(metadata);
+    let props = WriterProperties::builder()
+        .set_created_by(format!("compactor {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(kv))
+        .build();
+    let schema = first.file_metadata().schema_descr().root_schema_ptr();
+    SerializedFileWriter::new(file, schema, Arc::new(props))
+        .map_err(|e| MergeError::Write(e.to_string()))
 }

@@ -47,9 +47,12 @@ fn next_data(next_input: &mut NextInput<'_>, key: &str) -> Result<Bytes, MergeEr
     })
 }
 
+/// A merged file being written.
+type Output = std::io::BufWriter<std::fs::File>;
+
 /// Creates the output file behind a 1 MiB buffer: parquet's own writer buffers 8 KiB, and a
 /// copied column chunk would otherwise go out in 8 KiB system calls.
-fn create_output(dest: &Path) -> Result<std::io::BufWriter<std::fs::File>, MergeError> {
+fn create_output(dest: &Path) -> Result<Output, MergeError> {
     std::fs::File::create(dest)
         .map(|file| std::io::BufWriter::with_capacity(1 << 20, file))
         .map_err(|e| MergeError::Write(format!("{}: {e}", dest.display())))

@@ -20,7 +20,7 @@ use parquet::arrow::{ArrowWriter, add_encoded_arrow_schema_to_metadata};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use super::footer::InputFile;
+use super::footer::{InputFile, parse_footer};
 use super::schema::with_views;
 use super::{MergeError, catch_panic};
 use crate::config::MergeConfig;
@@ -140,7 +140,7 @@ pub fn merge_to_file(
     MergeStats::of_file(dest, total_rows, &written)
 }
 
-type Output = std::io::BufWriter<std::fs::File>;
+use super::Output;
 
 /// The output's writer, made when the first batch arrives: its properties depend on the data
 /// (see [`super::encoding`]: which columns skip the dictionary, and their encodings).
@@ -254,8 +254,8 @@ fn decode(
         reason: format!("corrupt file: {e}"),
     };
     let options = ArrowReaderOptions::new().with_schema(Arc::new(with_views(&input.schema)));
-    let reader_md =
-        ArrowReaderMetadata::try_new(input.metadata.clone(), options).map_err(|e| corrupt(&e))?;
+    let footer = Arc::new(parse_footer(key, &data)?);
+    let reader_md = ArrowReaderMetadata::try_new(footer, options).map_err(|e| corrupt(&e))?;
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_md)
         .with_batch_size(cfg.batch_rows)
         .build()
