@@ -176,6 +176,31 @@ fn compacts_cold_partitions_and_leaves_the_hot_hour(w: S3Warehouse) {
     again.expect_code(0);
     assert!(again.stdout().contains("0 compacted"), "{}", again.stdout());
     assert_eq!(w.files(&cold(2)), outputs);
+    // A partition holding only its merged file has no unfinished commit to look for: the
+    // second run lists, and reads nothing.
+    assert_eq!(
+        request_count(&again.stdout(), "GET"),
+        0,
+        "{}",
+        again.stdout()
+    );
+}
+
+/// How many requests of `kind` (`GET`, `LIST`, ...) the summary of a run says it made.
+fn request_count(stdout: &str, kind: &str) -> usize {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .unwrap_or_else(|| panic!("no request line in {stdout}"));
+    let before = line
+        .split(&format!(" {kind}"))
+        .next()
+        .unwrap_or_else(|| panic!("no {kind} in {line}"));
+    before
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of {kind} in {line}"))
 }
 
 #[test]
@@ -288,15 +313,7 @@ fn a_thousand_file_partition_costs_two_gets_per_file() {
         .find(|l| l.starts_with("requests:"))
         .expect("request line");
     eprintln!("{n}-file partition: {requests}");
-    let number = |kind: &str| -> usize {
-        let before = requests.split(&format!(" {kind}")).next().unwrap();
-        before
-            .rsplit(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let number = |kind: &str| request_count(&out, kind);
     assert!(number("GET") <= 2 * n + 5, "{requests}");
     assert!(number("LIST") <= 10, "{requests}");
     assert!(number("HEAD") <= 5, "{requests}");
