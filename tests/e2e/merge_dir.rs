@@ -164,3 +164,60 @@ fn nearly_unique_columns_are_written_without_a_dictionary() {
         );
     }
 }
+
+/// A streaming writer's files hold a few rows each. Their rows are gathered into full batches
+/// before they are written, so the output's encodings are chosen from a real sample (a merge's
+/// first batch): unique ids go without a dictionary, in delta encoding, and a column cycling
+/// through 50 cities keeps its dictionary although each 20-row file holds 20 different ones.
+/// (From one file's 20 rows, too few to judge, every column kept the dictionary.)
+#[test]
+fn rows_of_tiny_files_are_gathered_before_encodings_are_chosen() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in/dt=2026-11-20");
+    std::fs::create_dir_all(&input).unwrap();
+    let rows = 20i64;
+    let mut inputs = Vec::new();
+    for f in 0..200i64 {
+        let ids = f * rows..(f + 1) * rows;
+        let id: ArrayRef = Arc::new(Int64Array::from_iter_values(ids.clone()));
+        let city: ArrayRef = Arc::new(StringArray::from_iter_values(
+            ids.map(|i| format!("city-{}", i % 50)),
+        ));
+        let batch = RecordBatch::try_from_iter([("id", id), ("city", city)]).unwrap();
+        let path = input.join(format!("part-{f:05}.parquet"));
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        inputs.push(path);
+    }
+    let output = dir.path().join("out");
+    Run(Command::new(env!("CARGO_BIN_EXE_compactor"))
+        .arg("merge")
+        .arg(dir.path().join("in"))
+        .arg(&output)
+        .output()
+        .unwrap())
+    .expect_code(0);
+    let merged = output.join("dt=2026-11-20/part-00000.parquet");
+    assert_eq!(assert_same_rows(&merged, &inputs)["rows"], 4000);
+    let md = footer(&merged);
+    let rg = md.row_group(0);
+    assert!(
+        rg.column(0).dictionary_page_offset().is_none(),
+        "id: unique, written without a dictionary"
+    );
+    let id_encodings = rg.column(0).encodings().collect::<Vec<_>>();
+    assert!(
+        id_encodings.contains(&Encoding::DELTA_BINARY_PACKED),
+        "{id_encodings:?}"
+    );
+    assert!(
+        rg.column(1).dictionary_page_offset().is_some(),
+        "city: 50 values over 4,000 rows, dictionary-encoded"
+    );
+}

@@ -7,10 +7,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
 
 use arrow_array::{RecordBatch, new_null_array};
 use arrow_cast::cast;
 use arrow_schema::SchemaRef;
+use arrow_select::coalesce::BatchCoalescer;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
@@ -79,47 +81,39 @@ pub fn merge_to_file(
     // Decoding runs ahead of encoding on a thread of its own, so one merge keeps two cores
     // busy; at most two decoded batches wait between them.
     let mut total_rows = 0u64;
+    let output = dest.display().to_string();
     std::thread::scope(|scope| -> Result<(), MergeError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Decoded, MergeError>>(2);
         let working = &working;
         scope.spawn(move || {
-            for input in inputs {
-                let key = input.meta.key.as_str();
-                let decoded = super::next_data(next_input, key)
-                    .and_then(|data| catch_panic(key, || decode(input, data, working, cfg, &tx)));
-                let failed = decoded.is_err();
-                if tx.send(decoded.map(Decoded::Done)).is_err() || failed {
-                    return;
-                }
+            if let Err(e) = decode_all(inputs, next_input, working, cfg, &tx) {
+                let _ = tx.send(Err(e));
             }
         });
-        for input in inputs {
-            let key = input.meta.key.as_str();
-            let decoded = loop {
-                match rx.recv() {
-                    Ok(Ok(Decoded::Batch(batch))) => catch_panic(key, || {
-                        writer
-                            .open(Some(&batch))?
-                            .write(&batch)
-                            .map_err(|e| MergeError::Write(e.to_string()))
-                    })?,
-                    Ok(Ok(Decoded::Done(rows))) => break rows,
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => return Err(write_err(&format!("{key}: the decoder stopped"))),
-                }
-            };
-            if decoded != input.rows {
-                return Err(MergeError::RowCountMismatch {
-                    key: key.to_string(),
-                    expected: input.rows,
-                    decoded,
-                });
+        // Until the decoder is done and drops its end.
+        for decoded in rx {
+            let Decoded { batch, inputs_done } = decoded?;
+            if let Some(batch) = batch {
+                catch_panic(&output, || {
+                    writer
+                        .open(Some(&batch))?
+                        .write(&batch)
+                        .map_err(|e| MergeError::Write(e.to_string()))
+                })?;
+                total_rows += batch.num_rows() as u64;
             }
-            total_rows += decoded;
-            on_progress(input.meta.size);
+            on_progress(inputs_done);
         }
         Ok(())
     })?;
+    // Each input's rows were counted as it was decoded; this also catches a decoder that
+    // stopped without saying why.
+    let expected: u64 = inputs.iter().map(|i| i.rows).sum();
+    if total_rows != expected {
+        return Err(write_err(&format!(
+            "decoded {total_rows} rows but the inputs hold {expected}"
+        )));
+    }
     // The inputs' footer key-value pairs (gathered into the schema's metadata when their
     // footers were read) go back into the footer as they were, next to our journal.
     for (key, value) in schema.metadata().iter() {
@@ -234,19 +228,85 @@ fn writer_options(props: WriterProperties, cfg: &MergeConfig, dest: &Path) -> Ar
     }
 }
 
-/// What the decoding thread hands the encoder: an input's batches, then its row count.
-enum Decoded {
-    Batch(RecordBatch),
-    Done(u64),
+/// What the decoding thread hands the encoder.
+struct Decoded {
+    /// Rows to write: a batch of one input, or the rows of several small ones together.
+    batch: Option<RecordBatch>,
+    /// Bytes of the inputs whose last rows are in this batch or came before, for progress.
+    inputs_done: u64,
 }
 
-/// Decodes one input into batches shaped to `schema`, sent on `tx`. Returns the rows decoded.
+/// Decodes `inputs` (their data from `next_input`, in order) into batches of `schema` sent
+/// on `tx`, checking each input's row count against its footer's.
+///
+/// The rows of small inputs (60 rows per file from a writer that flushes every second) are
+/// gathered into batches of about `batch_rows`. A merge's first batch is the sample its
+/// encodings are chosen from, and one file's rows are too few to judge; and the writer's cost
+/// per batch is paid once per few thousand rows rather than once per file. A group of 10,000
+/// files of 60 rows: 3.3 → 3.0 s, output 32.9 → 29.4 MiB. Batches of at least half that size
+/// go as they are, without a copy.
+fn decode_all(
+    inputs: &[InputFile],
+    next_input: &mut super::NextInput<'_>,
+    schema: &SchemaRef,
+    cfg: &MergeConfig,
+    tx: &SyncSender<Result<Decoded, MergeError>>,
+) -> Result<(), MergeError> {
+    let batch_rows = cfg.batch_rows.max(1);
+    let mut gathered = BatchCoalescer::new(schema.clone(), batch_rows)
+        .with_biggest_coalesce_batch_size(Some(batch_rows / 2));
+    let mut inputs_done = 0u64;
+    let send_ready = |gathered: &mut BatchCoalescer, inputs_done: &mut u64| {
+        while let Some(batch) = gathered.next_completed_batch() {
+            let inputs_done = std::mem::take(inputs_done);
+            tx.send(Ok(Decoded {
+                batch: Some(batch),
+                inputs_done,
+            }))
+            // The encoder stopped (and said why); nobody reads this.
+            .map_err(|_| MergeError::Abandoned)?;
+        }
+        Ok(())
+    };
+    for input in inputs {
+        let key = input.meta.key.as_str();
+        let data = super::next_data(next_input, key)?;
+        let decoded = catch_panic(key, || {
+            decode(input, data, schema, cfg, &mut |batch| {
+                gathered
+                    .push_batch(batch)
+                    .map_err(|e| MergeError::Write(format!("{key}: {e}")))?;
+                send_ready(&mut gathered, &mut inputs_done)
+            })
+        })?;
+        if decoded != input.rows {
+            return Err(MergeError::RowCountMismatch {
+                key: key.to_string(),
+                expected: input.rows,
+                decoded,
+            });
+        }
+        inputs_done += input.meta.size;
+    }
+    gathered
+        .finish_buffered_batch()
+        .map_err(|e| MergeError::Write(e.to_string()))?;
+    send_ready(&mut gathered, &mut inputs_done)?;
+    tx.send(Ok(Decoded {
+        batch: None,
+        inputs_done,
+    }))
+    .map_err(|_| MergeError::Abandoned)
+}
+
+/// Decodes one input into batches shaped to `schema`, handed to `emit`. Returns the rows
+/// decoded.
 fn decode(
     input: &InputFile,
     data: Bytes,
     schema: &SchemaRef,
     cfg: &MergeConfig,
-    tx: &std::sync::mpsc::SyncSender<Result<Decoded, MergeError>>,
+    emit: &mut dyn FnMut(RecordBatch) -> Result<(), MergeError>,
 ) -> Result<u64, MergeError> {
     let key = input.meta.key.as_str();
     let corrupt = |e: &dyn std::fmt::Display| MergeError::Unreadable {
@@ -264,10 +324,7 @@ fn decode(
     for batch in reader {
         let batch = batch.map_err(|e| corrupt(&e))?;
         rows += batch.num_rows() as u64;
-        let batch = conform(key, batch, schema)?;
-        if tx.send(Ok(Decoded::Batch(batch))).is_err() {
-            return Err(MergeError::Abandoned); // the encoder stopped; nobody reads this
-        }
+        emit(conform(key, batch, schema)?)?;
     }
     Ok(rows)
 }

@@ -36,17 +36,20 @@ pub fn test_delay(var: &str) -> Option<std::time::Duration> {
     ms.parse().ok().map(std::time::Duration::from_millis)
 }
 
-/// Bytes of input files a merge may download ahead of its decoder. One partition of 200
-/// files of 1.2 MB through a proxy adding 50 ms to each request merged in 3.5 s with 16 MiB
-/// ahead, 4.3 s with 8 MiB (and 12 MiB less memory).
-const READ_AHEAD_BYTES: u64 = 16 << 20;
-
 /// How many inputs are downloaded ahead of the decoder: as many reads as the store gains from
 /// having in flight ([`Store::reads_at_once`]: a remote store answers each after a round trip,
-/// about as long as decoding a small file takes), within [`READ_AHEAD_BYTES`] of the largest
-/// input, and at least one.
-fn read_ahead(reads_at_once: usize, largest_input: u64) -> usize {
-    let within_bytes = READ_AHEAD_BYTES / largest_input.max(1);
+/// about as long as decoding a small file takes), within the store's
+/// [`Store::read_ahead_bytes`] of the largest input, and at least one.
+fn read_ahead(store: &dyn Store, largest_input: u64) -> usize {
+    files_ahead(
+        store.reads_at_once(),
+        store.read_ahead_bytes(),
+        largest_input,
+    )
+}
+
+fn files_ahead(reads_at_once: usize, bytes: u64, largest_input: u64) -> usize {
+    let within_bytes = bytes / largest_input.max(1);
     reads_at_once
         .min(usize::try_from(within_bytes).unwrap_or(usize::MAX))
         .max(1)
@@ -59,7 +62,7 @@ fn largest(inputs: &[InputFile]) -> u64 {
 /// Input files a merge of `inputs` from `store` holds in memory at most: those downloaded
 /// ahead, one waiting for the decoder and the one being decoded.
 pub fn inputs_held(store: &dyn Store, inputs: &[InputFile]) -> u64 {
-    read_ahead(store.reads_at_once(), largest(inputs)) as u64 + 2
+    read_ahead(store, largest(inputs)) as u64 + 2
 }
 
 /// Merges `inputs` into a new temporary file in `dir`, adding `metadata` to its footer.
@@ -103,8 +106,8 @@ pub async fn merge_to_spool(
                     .map_err(MergeError::from)
             })
             .collect();
-        let mut downloads = futures::stream::iter(gets)
-            .buffered(read_ahead(store.reads_at_once(), largest(inputs)));
+        let mut downloads =
+            futures::stream::iter(gets).buffered(read_ahead(store, largest(inputs)));
         while let Some(data) = downloads.next().await {
             let failed = data.is_err();
             if tx.send(data).await.is_err() || failed {
@@ -154,19 +157,26 @@ pub async fn merge_to_spool(
 
 #[cfg(test)]
 mod tests {
-    use super::read_ahead;
+    use super::{files_ahead, read_ahead};
+    use crate::store::LocalStore;
 
     #[test]
     fn inputs_are_read_ahead_as_far_as_the_store_gains_within_the_byte_bound() {
         const MIB: u64 = 1 << 20;
-        // A local disk: one at a time.
-        assert_eq!(read_ahead(1, MIB), 1);
-        // A remote store: as many as it takes at once, while they fit in the bound...
-        assert_eq!(read_ahead(8, MIB), 8);
-        assert_eq!(read_ahead(32, MIB), 16);
-        assert_eq!(read_ahead(32, 5 * MIB), 3);
+        // One read at a time: one file ahead.
+        assert_eq!(files_ahead(1, 16 * MIB, MIB), 1);
+        // As many as the store takes at once, while they fit in the bound...
+        assert_eq!(files_ahead(8, 16 * MIB, MIB), 8);
+        assert_eq!(files_ahead(32, 16 * MIB, MIB), 16);
+        assert_eq!(files_ahead(32, 16 * MIB, 5 * MIB), 3);
         // ...and always at least one, however large the inputs.
-        assert_eq!(read_ahead(32, 100 * MIB), 1);
-        assert_eq!(read_ahead(32, 0), 32);
+        assert_eq!(files_ahead(32, 16 * MIB, 100 * MIB), 1);
+        assert_eq!(files_ahead(32, 16 * MIB, 0), 32);
+        // A local directory reads small files several ahead, and files of a megabyte or
+        // more one ahead.
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalStore::try_new(dir.path()).unwrap();
+        assert_eq!(read_ahead(&local, 12 << 10), 8);
+        assert_eq!(read_ahead(&local, 1_200_000), 1);
     }
 }

@@ -162,6 +162,18 @@ impl Store for LocalStore {
         format!("file://{}", self.root.display())
     }
 
+    /// Each read is a task on the blocking pool, woken and waited for: a group of 10,000
+    /// files of 12 KiB merged in 3.0 s reading one at a time (its footers too), 2.0 s with 8.
+    fn reads_at_once(&self) -> usize {
+        8
+    }
+
+    /// Small, so that only small files are read more than one ahead: reading 8 of the
+    /// benchmark's 1.2 MB files ahead gained nothing measurable and held 20 MiB more.
+    fn read_ahead_bytes(&self) -> u64 {
+        2 << 20
+    }
+
     async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
         let dir = if prefix.is_empty() {
             self.root.clone()

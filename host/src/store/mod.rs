@@ -111,6 +111,11 @@ impl std::fmt::Display for RequestCounts {
     }
 }
 
+/// [`Store::read_ahead_bytes`] unless a store says otherwise. One partition of 200 files of
+/// 1.2 MB on S3, through a proxy adding 50 ms to each request, merged in 3.5 s with 16 MiB
+/// ahead, 4.3 s with 8 MiB (and 12 MiB less memory).
+pub const READ_AHEAD_BYTES: u64 = 16 << 20;
+
 /// An object store.
 ///
 /// Guarantees every backend gives (checked by [`conformance`]):
@@ -157,9 +162,16 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// How many reads are worth having in flight at once. A remote store answers each read
     /// after a round trip (tens of milliseconds on S3, whatever the size), so overlapping them
-    /// hides the wait; a local disk gains nothing, and memory would only hold more.
+    /// hides the wait; a local disk answers quickly, but each read still costs hand-offs
+    /// between threads, which add up over thousands of small files.
     fn reads_at_once(&self) -> usize {
         1
+    }
+
+    /// Bytes of input files a merge may read ahead of its decoder, with up to
+    /// [`Store::reads_at_once`] reads (at least one file ahead, whatever its size).
+    fn read_ahead_bytes(&self) -> u64 {
+        READ_AHEAD_BYTES
     }
 
     /// Requests sent so far, for backends that count them.
