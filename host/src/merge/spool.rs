@@ -28,8 +28,8 @@ use crate::store::Store;
 pub const SPOOL_PREFIX: &str = "compactor-";
 
 /// Test hooks: a delay in milliseconds from the environment variable `var`.
-/// `COMPACTOR_TEST_SLOW_FETCH_MS` delays each input's download, so tests can stop the process
-/// while a merge is in flight; `COMPACTOR_TEST_SLOW_UPLOAD_MS` delays each merged file's
+/// `COMPACTOR_TEST_SLOW_FETCH_MS` delays each input's download (and makes them one at a time),
+/// so tests can stop the process while a merge is in flight; `COMPACTOR_TEST_SLOW_UPLOAD_MS` delays each merged file's
 /// upload, as a slow store would.
 pub fn test_delay(var: &str) -> Option<std::time::Duration> {
     let ms = std::env::var(var).ok()?;
@@ -106,8 +106,13 @@ pub async fn merge_to_spool(
                     .map_err(MergeError::from)
             })
             .collect();
-        let mut downloads =
-            futures::stream::iter(gets).buffered(read_ahead(store, largest(inputs)));
+        // The tests that slow each download down count on the delays adding up, one input
+        // after another, to keep a merge in flight for as long as they need.
+        let ahead = match slow {
+            Some(_) => 1,
+            None => read_ahead(store, largest(inputs)),
+        };
+        let mut downloads = futures::stream::iter(gets).buffered(ahead);
         while let Some(data) = downloads.next().await {
             let failed = data.is_err();
             if tx.send(data).await.is_err() || failed {
