@@ -1,12 +1,31 @@
 //! `compactor merge IN_DIR OUT_DIR` (issue 7): the merge engine on a plain directory tree, as
 //! the benchmark harness calls it. Inputs are only read; outputs hold every row, in order.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use parquet::basic::Encoding;
 
 use crate::util::*;
+
+/// `compactor merge ARGS... INPUT OUTPUT`.
+fn merge(args: &[&str], input: &Path, output: &Path) -> Run {
+    Run(Command::new(env!("CARGO_BIN_EXE_compactor"))
+        .arg("merge")
+        .args(args)
+        .arg(input)
+        .arg(output)
+        .output()
+        .unwrap())
+}
+
+/// Writes `batch` as a Parquet file at `path`, with parquet's default properties.
+fn write_parquet(path: &Path, batch: &arrow::array::RecordBatch) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
 
 fn snapshot(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -37,12 +56,7 @@ fn merge_writes_one_file_per_directory_and_leaves_the_input_alone() {
         }
     }
     let before = snapshot(&input);
-    let run = Run(Command::new(env!("CARGO_BIN_EXE_compactor"))
-        .args(["merge", "--target-bytes", "134217728"])
-        .arg(&input)
-        .arg(&output)
-        .output()
-        .unwrap());
+    let run = merge(&["--target-bytes", "134217728"], &input, &output);
     run.expect_code(0);
     assert!(run.stdout().contains("merged 8 files"), "{}", run.stdout());
     assert!(
@@ -64,12 +78,11 @@ fn merge_writes_one_file_per_directory_and_leaves_the_input_alone() {
 
     // A small target: several outputs per directory, every row still there once.
     let split = dir.path().join("split");
-    Run(Command::new(env!("CARGO_BIN_EXE_compactor"))
-        .args(["merge", "--target-bytes", "3KiB", "--compression", "snappy"])
-        .arg(&input)
-        .arg(&split)
-        .output()
-        .unwrap())
+    merge(
+        &["--target-bytes", "3KiB", "--compression", "snappy"],
+        &input,
+        &split,
+    )
     .expect_code(0);
     let files: Vec<PathBuf> = snapshot(&split.join("dt=2026-11-20/hour=01"))
         .into_iter()
@@ -120,14 +133,7 @@ fn nearly_unique_columns_are_written_without_a_dictionary() {
             RecordBatch::try_from_iter([("id", ids), ("kind", kinds), ("item_ids", item_ids)])
                 .unwrap();
         let path = input.join(format!("part-{f}.parquet"));
-        let mut w = parquet::arrow::ArrowWriter::try_new(
-            std::fs::File::create(&path).unwrap(),
-            batch.schema(),
-            None,
-        )
-        .unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+        write_parquet(&path, &batch);
         inputs.push(path);
     }
     for (flags, id_encoding) in [
@@ -135,14 +141,7 @@ fn nearly_unique_columns_are_written_without_a_dictionary() {
         (&["--classic-encodings"][..], Encoding::PLAIN),
     ] {
         let output = dir.path().join(format!("out{}", flags.len()));
-        Run(Command::new(env!("CARGO_BIN_EXE_compactor"))
-            .arg("merge")
-            .args(flags)
-            .arg(dir.path().join("in"))
-            .arg(&output)
-            .output()
-            .unwrap())
-        .expect_code(0);
+        merge(flags, &dir.path().join("in"), &output).expect_code(0);
         let merged = output.join("dt=2026-11-20/part-00000.parquet");
         assert_same_rows(&merged, &inputs);
         let md = footer(&merged);
@@ -189,20 +188,11 @@ fn rows_of_tiny_files_are_gathered_before_encodings_are_chosen() {
         ));
         let batch = RecordBatch::try_from_iter([("id", id), ("city", city)]).unwrap();
         let path = input.join(format!("part-{f:05}.parquet"));
-        let file = std::fs::File::create(&path).unwrap();
-        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+        write_parquet(&path, &batch);
         inputs.push(path);
     }
     let output = dir.path().join("out");
-    Run(Command::new(env!("CARGO_BIN_EXE_compactor"))
-        .arg("merge")
-        .arg(dir.path().join("in"))
-        .arg(&output)
-        .output()
-        .unwrap())
-    .expect_code(0);
+    merge(&[], &dir.path().join("in"), &output).expect_code(0);
     let merged = output.join("dt=2026-11-20/part-00000.parquet");
     assert_eq!(assert_same_rows(&merged, &inputs)["rows"], 4000);
     let md = footer(&merged);
