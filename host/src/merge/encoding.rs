@@ -45,7 +45,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 /// Fewest non-null values a sample needs before it decides anything.
-const MIN_SAMPLE: usize = 1024;
+pub(super) const MIN_SAMPLE: usize = 1024;
 /// Share of distinct values above which a column is written without a dictionary.
 const NEARLY_UNIQUE: f64 = 0.99;
 /// Fewest values an integer range spans before it can be judged dense.

@@ -182,6 +182,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let local = LocalStore::try_new(dir.path()).unwrap();
         assert_eq!(read_ahead(&local, 12 << 10), 8);
+        assert_eq!(read_ahead(&local, 500_000), 2);
         assert_eq!(read_ahead(&local, 1_200_000), 1);
     }
 }
