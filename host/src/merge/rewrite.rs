@@ -11,7 +11,7 @@ use std::sync::mpsc::SyncSender;
 
 use arrow_array::{RecordBatch, new_null_array};
 use arrow_cast::cast;
-use arrow_schema::SchemaRef;
+use arrow_schema::{ArrowError, SchemaRef};
 use arrow_select::coalesce::BatchCoalescer;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
@@ -254,12 +254,10 @@ fn decode_all(
     cfg: &MergeConfig,
     tx: &SyncSender<Result<Decoded, MergeError>>,
 ) -> Result<(), MergeError> {
-    let batch_rows = cfg.batch_rows.max(1);
-    let mut gathered = BatchCoalescer::new(schema.clone(), batch_rows)
-        .with_biggest_coalesce_batch_size(Some(super::encoding::MIN_SAMPLE));
+    let mut gathered = Gather::new(schema.clone(), cfg.batch_rows);
     let mut inputs_done = 0u64;
-    let send_ready = |gathered: &mut BatchCoalescer, inputs_done: &mut u64| {
-        while let Some(batch) = gathered.next_completed_batch() {
+    let send = |ready: Vec<RecordBatch>, inputs_done: &mut u64| {
+        for batch in ready {
             let inputs_done = std::mem::take(inputs_done);
             tx.send(Ok(Decoded {
                 batch: Some(batch),
@@ -275,10 +273,10 @@ fn decode_all(
         let data = super::next_data(next_input, key)?;
         let decoded = catch_panic(key, || {
             decode(input, data, schema, cfg, &mut |batch| {
-                gathered
-                    .push_batch(batch)
+                let ready = gathered
+                    .push(batch)
                     .map_err(|e| MergeError::Write(format!("{key}: {e}")))?;
-                send_ready(&mut gathered, &mut inputs_done)
+                send(ready, &mut inputs_done)
             })
         })?;
         if decoded != input.rows {
@@ -290,15 +288,64 @@ fn decode_all(
         }
         inputs_done += input.meta.size;
     }
-    gathered
-        .finish_buffered_batch()
+    let ready = gathered
+        .finish()
         .map_err(|e| MergeError::Write(e.to_string()))?;
-    send_ready(&mut gathered, &mut inputs_done)?;
+    send(ready, &mut inputs_done)?;
     tx.send(Ok(Decoded {
         batch: None,
         inputs_done,
     }))
     .map_err(|_| MergeError::Abandoned)
+}
+
+/// Small batches gathered into full ones (see [`decode_all`]): up to `batch_rows` rows, and
+/// within [`GATHER_BYTES`], so that files of a few rows of large values (documents, images)
+/// are not gathered by the thousand.
+struct Gather {
+    coalescer: BatchCoalescer,
+    /// Memory of the small batches taken since the gathered rows last went out.
+    bytes: usize,
+}
+
+/// Gathered rows go out once their batches held this much, however few they are.
+const GATHER_BYTES: usize = 16 << 20;
+
+impl Gather {
+    fn new(schema: SchemaRef, batch_rows: usize) -> Gather {
+        Gather {
+            coalescer: BatchCoalescer::new(schema, batch_rows.max(1))
+                .with_biggest_coalesce_batch_size(Some(super::encoding::MIN_SAMPLE)),
+            bytes: 0,
+        }
+    }
+
+    /// Takes a batch; returns the batches ready to be written, in order.
+    fn push(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, ArrowError> {
+        if batch.num_rows() <= super::encoding::MIN_SAMPLE {
+            self.bytes += batch.get_array_memory_size();
+        }
+        self.coalescer.push_batch(batch)?;
+        if self.bytes >= GATHER_BYTES {
+            self.coalescer.finish_buffered_batch()?;
+        }
+        Ok(self.ready())
+    }
+
+    /// The rows still gathered, as a last batch.
+    fn finish(&mut self) -> Result<Vec<RecordBatch>, ArrowError> {
+        self.coalescer.finish_buffered_batch()?;
+        Ok(self.ready())
+    }
+
+    fn ready(&mut self) -> Vec<RecordBatch> {
+        let ready: Vec<RecordBatch> =
+            std::iter::from_fn(|| self.coalescer.next_completed_batch()).collect();
+        if self.coalescer.get_buffered_rows() == 0 {
+            self.bytes = 0;
+        }
+        ready
+    }
 }
 
 /// Decodes one input into batches shaped to `schema`, handed to `emit`. Returns the rows
@@ -351,4 +398,67 @@ fn conform(key: &str, batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBa
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| MergeError::Write(format!("{key}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Int64Array, StringViewArray};
+    use arrow_schema::{DataType, Field, Schema};
+
+    fn rows(batches: &[RecordBatch]) -> Vec<usize> {
+        batches.iter().map(|b| b.num_rows()).collect()
+    }
+
+    #[test]
+    fn small_batches_are_gathered_and_large_ones_pass() {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let batch = |n: i64| {
+            let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n));
+            RecordBatch::try_new(schema.clone(), vec![ids]).unwrap()
+        };
+        let mut gather = Gather::new(schema.clone(), 8192);
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            out.extend(gather.push(batch(60)).unwrap());
+        }
+        assert!(out.is_empty(), "6,000 rows wait for more: {:?}", rows(&out));
+        out.extend(gather.finish().unwrap());
+        assert_eq!(rows(&out), [6000]);
+        // A batch large enough to sample goes as it is.
+        assert_eq!(rows(&gather.push(batch(4096)).unwrap()), [4096]);
+    }
+
+    #[test]
+    fn few_rows_of_large_values_go_out_within_the_byte_bound() {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "doc",
+            DataType::Utf8View,
+            false,
+        )]));
+        let doc = "x".repeat(1 << 20);
+        let mut gather = Gather::new(schema.clone(), 8192);
+        let mut out = Vec::new();
+        // 40 files of two 1 MiB documents: gathered by count alone, all 80 rows (80 MiB)
+        // would wait for the 8,192th.
+        for _ in 0..40 {
+            let docs: ArrayRef = Arc::new(StringViewArray::from_iter_values([&doc, &doc]));
+            out.extend(
+                gather
+                    .push(RecordBatch::try_new(schema.clone(), vec![docs]).unwrap())
+                    .unwrap(),
+            );
+        }
+        out.extend(gather.finish().unwrap());
+        assert_eq!(rows(&out).iter().sum::<usize>(), 80);
+        assert!(out.len() >= 4, "{:?}", rows(&out));
+        for batch in &out {
+            assert!(
+                batch.get_array_memory_size() <= GATHER_BYTES + (3 << 20),
+                "{} bytes in {} rows",
+                batch.get_array_memory_size(),
+                batch.num_rows()
+            );
+        }
+    }
 }
