@@ -28,9 +28,9 @@ use crate::store::Store;
 pub const SPOOL_PREFIX: &str = "compactor-";
 
 /// Test hooks: a delay in milliseconds from the environment variable `var`.
-/// `COMPACTOR_TEST_SLOW_FETCH_MS` delays each input's download (and makes them one at a time),
-/// so tests can stop the process while a merge is in flight; `COMPACTOR_TEST_SLOW_UPLOAD_MS` delays each merged file's
-/// upload, as a slow store would.
+/// `COMPACTOR_TEST_SLOW_FETCH_MS` delays each input's download (and makes them one at a
+/// time), so tests can stop the process while a merge is in flight;
+/// `COMPACTOR_TEST_SLOW_UPLOAD_MS` delays each merged file's upload, as a slow store would.
 pub fn test_delay(var: &str) -> Option<std::time::Duration> {
     let ms = std::env::var(var).ok()?;
     ms.parse().ok().map(std::time::Duration::from_millis)

@@ -38,9 +38,9 @@ const PARTS_AT_ONCE: usize = 4;
 /// DeleteObjects takes at most this many keys.
 const DELETE_BATCH: usize = 1000;
 /// Reads in flight at once (footers, listings, and inputs downloaded ahead of a merge within
-/// its byte bound): S3 answers each GET after tens of milliseconds, about as long as decoding a small
-/// file takes. One partition of 200 files through a proxy adding 50 ms to each request read
-/// its footers in 2.3 s 8 at a time, 0.8 s 32 at a time.
+/// its byte bound): S3 answers each GET after tens of milliseconds, about as long as decoding
+/// a small file takes. One partition of 200 files through a proxy adding 50 ms to each
+/// request read its footers in 2.3 s 8 at a time, 0.8 s 32 at a time.
 pub const READS_AT_ONCE: usize = 32;
 
 /// Where and how to reach the bucket.
