@@ -8,6 +8,8 @@
 //! (delete the leftover inputs) when the merged file verifies, roll back (delete the merged file)
 //! when it does not. So a kill at any moment costs at most a short window of duplicates.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -20,6 +22,9 @@ use parquet::file::metadata::{KeyValue, ParquetMetaData};
 pub const KEY_PREFIX: &str = "compactor.";
 /// The footer key holding the [`Journal`].
 pub const INPUTS_KEY: &str = "compactor.inputs";
+/// The [`Journal`] format this build writes and reads. Another version fails its partition
+/// instead of being guessed at (see [`detect`]).
+pub const VERSION: u32 = 1;
 
 /// What a merged file was made from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +51,8 @@ impl Journal {
         )
     }
 
-    /// The journal in a footer: `None` if there is none, `Some(Err)` if it is unreadable.
+    /// The journal in a footer: `None` if there is none, `Some(Err)` if it is unreadable or
+    /// of a version this build does not know.
     pub fn from_metadata(md: &ParquetMetaData) -> Option<Result<Journal, String>> {
         let kv = md.file_metadata().key_value_metadata()?;
         let value = kv
@@ -54,7 +60,23 @@ impl Journal {
             .find(|kv| kv.key == INPUTS_KEY)?
             .value
             .as_deref()?;
-        Some(serde_json::from_str(value).map_err(|e| format!("unreadable {INPUTS_KEY}: {e}")))
+        Some(Self::parse(value))
+    }
+
+    fn parse(value: &str) -> Result<Journal, String> {
+        #[derive(Deserialize)]
+        struct Versioned {
+            version: u32,
+        }
+        let Versioned { version } = serde_json::from_str(value)
+            .map_err(|e| format!("damaged {INPUTS_KEY} in the footer: {e}"))?;
+        if version != VERSION {
+            return Err(format!(
+                "{INPUTS_KEY} is of version {version}, which this compactor cannot read (it \
+                 reads version {VERSION}): run the compactor that wrote it, or a newer one"
+            ));
+        }
+        serde_json::from_str(value).map_err(|e| format!("damaged {INPUTS_KEY} in the footer: {e}"))
     }
 }
 
@@ -134,31 +156,40 @@ pub enum Recovery {
 /// partition of one file has none: a compacted partition (the usual state of all but the newest
 /// ones) is planned without reading its merged file's footer. A table of a year of hourly
 /// partitions would otherwise cost 8,760 footer reads every run.
-pub async fn detect(store: &dyn Store, files: &[ObjectMeta]) -> Vec<Recovery> {
+///
+/// A merged file whose record cannot be read (the footer read failed, or the record is damaged
+/// or from a newer compactor) fails the partition. Planned as an ordinary file, it would be
+/// merged again with any of its inputs still beside it, and their rows would then be in the
+/// new file twice, for good.
+pub async fn detect(store: &dyn Store, files: &[ObjectMeta]) -> Result<Vec<Recovery>, String> {
     let mut found = Vec::new();
     if files.len() < 2 {
-        return found;
+        return Ok(found);
     }
+    // By key: a merged file of 10,000 inputs beside 10,000 files is 10,000 lookups, not 10^8
+    // comparisons.
+    let by_key: HashMap<&str, &ObjectMeta> = files.iter().map(|f| (f.key.as_str(), f)).collect();
     for output in files.iter().filter(|f| is_output(&f.key)) {
-        let md = match read_metadata(store, output).await {
-            Ok(md) => md,
-            Err(e) => {
-                tracing::warn!(file = %output.key, "cannot read a merged file's footer, leaving it: {e}");
-                continue;
-            }
+        let unreadable = |e: String| {
+            format!(
+                "{}: cannot tell whether this merged file has an unfinished commit ({e}); the \
+                 partition is left as it is until its record can be read",
+                output.key
+            )
         };
+        let md = read_metadata(store, output)
+            .await
+            .map_err(|e| unreadable(e.to_string()))?;
         let journal = match Journal::from_metadata(&md) {
             Some(Ok(j)) => j,
-            Some(Err(e)) => {
-                tracing::warn!(file = %output.key, "{e}; leaving it");
-                continue;
-            }
+            Some(Err(e)) => return Err(unreadable(e)),
+            // Named like ours but not written by us (`compactor merge` writes no record).
             None => continue,
         };
         let present: Vec<(&JournalInput, &ObjectMeta)> = journal
             .inputs
             .iter()
-            .filter_map(|i| files.iter().find(|f| f.key == i.key).map(|f| (i, f)))
+            .filter_map(|i| by_key.get(i.key.as_str()).map(|&f| (i, f)))
             .filter(|(_, f)| f.key != output.key)
             .collect();
         let (same, changed): (Vec<_>, Vec<_>) = present
@@ -190,7 +221,7 @@ pub async fn detect(store: &dyn Store, files: &[ObjectMeta]) -> Vec<Recovery> {
             },
         });
     }
-    found
+    Ok(found)
 }
 
 impl Recovery {

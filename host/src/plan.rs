@@ -2,6 +2,7 @@
 //! plain data that `compactor plan` prints and [`crate::compact`] carries out. Planning reads
 //! listings and the footers of earlier merged files (for recovery); it never writes.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -217,15 +218,26 @@ async fn plan_partition(
     files: Vec<ObjectMeta>,
     now_ms: i64,
 ) -> PartitionPlan {
-    let recoveries = journal::detect(store, &files).await;
+    let (count, bytes) = (files.len(), files.iter().map(|f| f.size).sum());
+    let recoveries = match journal::detect(store, &files).await {
+        Ok(recoveries) => recoveries,
+        Err(error) => {
+            return PartitionPlan {
+                partition,
+                files: count,
+                bytes,
+                recoveries: Vec::new(),
+                action: Action::Failed { error },
+            };
+        }
+    };
     // Files an unfinished commit touches wait for the next run, after the recovery.
-    let pending: Vec<&str> = recoveries.iter().flat_map(|r| r.keys()).collect();
+    let pending: HashSet<&str> = recoveries.iter().flat_map(|r| r.keys()).collect();
     let candidates: Vec<ObjectMeta> = files
         .iter()
-        .filter(|f| !pending.contains(&f.key.as_str()))
+        .filter(|f| !pending.contains(f.key.as_str()))
         .cloned()
         .collect();
-    let (count, bytes) = (files.len(), files.iter().map(|f| f.size).sum());
 
     let (p, c) = (partition.clone(), candidates.clone());
     let action = match call_policy(&table.plugin, move |pl| pl.plan(&p, &c, now_ms)).await {

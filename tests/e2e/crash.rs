@@ -216,3 +216,72 @@ fn a_damaged_merged_file_whose_inputs_are_partly_gone_is_left_alone() {
     );
     assert_eq!(w.files(&cold(1)), left, "nothing deleted");
 }
+
+/// A merged file whose record of its inputs cannot be read (damaged, or written by a newer
+/// compactor) may have an unfinished commit: merged again as an ordinary file, with its
+/// leftover inputs beside it, their rows would be in the new file twice, for good. The
+/// partition fails instead, naming the file, and nothing is written or deleted.
+#[test]
+fn a_merged_file_whose_record_cannot_be_read_fails_its_partition() {
+    let small = corpus("alltypes_plain.parquet");
+    for (record, expected) in [
+        (
+            r#"{"version":2,"rows":24,"packed":"KLUv/QBYAQAA"}"#,
+            "of version 2, which this compactor cannot read",
+        ),
+        ("{\"version\":1,\"rows\":24,\"inputs\":[{\"key\"", "damaged"),
+    ] {
+        let w = Warehouse::new("");
+        for i in 0..3 {
+            w.put(&format!("{}part-{i}.parquet", cold(1)), &small);
+        }
+        w.run_with_env(&["once"], &[("COMPACTOR_CRASH_AT", "mid-delete")])
+            .expect_killed();
+        let output = w.outputs(&cold(1)).pop().expect("the merged file");
+        let left = w.files(&cold(1));
+        assert_eq!(left.len(), 3, "the output and two inputs: {left:?}");
+        replace_record(&w.path(&output), record);
+        let rewritten = std::fs::read(w.path(&output)).unwrap();
+
+        let run = w.run(&["once"]);
+        run.expect_code(1);
+        let line = format!("FAILED   {}: {output}: cannot tell whether", cold(1));
+        assert!(
+            run.stdout().contains(&line) && run.stdout().contains(expected),
+            "{}",
+            run.stdout()
+        );
+        assert_eq!(
+            w.files(&cold(1)),
+            left,
+            "{record}: nothing written or deleted"
+        );
+        assert_eq!(std::fs::read(w.path(&output)).unwrap(), rewritten);
+    }
+}
+
+/// Rewrites a Parquet file with the same rows and `record` as its `compactor.inputs`.
+fn replace_record(path: &Path, record: &str) {
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "compactor.inputs".into(),
+            record.to_string(),
+        )]))
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = ArrowWriter::try_new(file, batches[0].schema(), Some(props)).unwrap();
+    for batch in &batches {
+        writer.write(batch).unwrap();
+    }
+    writer.close().unwrap();
+}
