@@ -516,7 +516,6 @@ async fn commit_set(
     let metas: Vec<ObjectMeta> = inputs.iter().map(|i| i.meta.clone()).collect();
     let output = journal::output_key(prefix, &metas);
     let journal = Journal {
-        version: journal::VERSION,
         rows: inputs.iter().map(|i| i.rows).sum(),
         inputs: inputs
             .iter()

@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -22,14 +24,20 @@ use parquet::file::metadata::{KeyValue, ParquetMetaData};
 pub const KEY_PREFIX: &str = "compactor.";
 /// The footer key holding the [`Journal`].
 pub const INPUTS_KEY: &str = "compactor.inputs";
-/// The [`Journal`] format this build writes and reads. Another version fails its partition
-/// instead of being guessed at (see [`detect`]).
-pub const VERSION: u32 = 1;
+/// The newest record format this build reads (it reads every older one too). Any other fails
+/// its partition instead of being guessed at (see [`detect`]).
+pub const VERSION: u32 = 2;
+/// A record up to this size is written as plain JSON (version 1), which any Parquet tool shows
+/// as it is; a larger one, zstd-compressed (version 2). 64 KiB is the tail many readers fetch
+/// first to find the footer, and about 500 inputs.
+const PLAIN_MAX_BYTES: usize = 64 << 10;
+/// A compressed record never unpacks to more than this (about 500,000 inputs), whatever its
+/// frame claims.
+const UNPACKED_MAX_BYTES: usize = 64 << 20;
 
 /// What a merged file was made from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Journal {
-    pub version: u32,
     /// Total rows, equal to the sum of the inputs' rows.
     pub rows: u64,
     pub inputs: Vec<JournalInput>,
@@ -43,12 +51,47 @@ pub struct JournalInput {
     pub rows: u64,
 }
 
+/// Version 1: the inputs as JSON.
+#[derive(Serialize, Deserialize)]
+struct Plain<I> {
+    version: u32,
+    rows: u64,
+    inputs: I,
+}
+
+/// Version 2: the inputs' JSON, zstd-compressed and in base64. A merge of 10,000 tiny files
+/// records 1.1 MB in plain JSON, which every reader of the file would fetch and parse with its
+/// footer; packed, about 170 KB.
+#[derive(Serialize, Deserialize)]
+struct Packed {
+    version: u32,
+    rows: u64,
+    inputs_zstd: String,
+}
+
 impl Journal {
     pub fn to_key_value(&self) -> KeyValue {
-        KeyValue::new(
-            INPUTS_KEY.to_string(),
-            serde_json::to_string(self).unwrap_or_default(),
-        )
+        KeyValue::new(INPUTS_KEY.to_string(), self.encode())
+    }
+
+    fn encode(&self) -> String {
+        let plain = to_json(&Plain {
+            version: 1,
+            rows: self.rows,
+            inputs: &self.inputs,
+        });
+        if plain.len() <= PLAIN_MAX_BYTES {
+            return plain;
+        }
+        match zstd::bulk::compress(to_json(&self.inputs).as_bytes(), 3) {
+            Ok(packed) => to_json(&Packed {
+                version: 2,
+                rows: self.rows,
+                inputs_zstd: BASE64.encode(packed),
+            }),
+            // Larger, but as good a record.
+            Err(_) => plain,
+        }
     }
 
     /// The journal in a footer: `None` if there is none, `Some(Err)` if it is unreadable or
@@ -60,24 +103,49 @@ impl Journal {
             .find(|kv| kv.key == INPUTS_KEY)?
             .value
             .as_deref()?;
-        Some(Self::parse(value))
+        Some(Self::decode(value))
     }
 
-    fn parse(value: &str) -> Result<Journal, String> {
+    fn decode(value: &str) -> Result<Journal, String> {
         #[derive(Deserialize)]
         struct Versioned {
             version: u32,
         }
-        let Versioned { version } = serde_json::from_str(value)
-            .map_err(|e| format!("damaged {INPUTS_KEY} in the footer: {e}"))?;
-        if version != VERSION {
-            return Err(format!(
+        let damaged =
+            |e: &dyn std::fmt::Display| format!("damaged {INPUTS_KEY} in the footer: {e}");
+        let Versioned { version } = serde_json::from_str(value).map_err(|e| damaged(&e))?;
+        match version {
+            1 => {
+                let plain: Plain<Vec<JournalInput>> =
+                    serde_json::from_str(value).map_err(|e| damaged(&e))?;
+                Ok(Journal {
+                    rows: plain.rows,
+                    inputs: plain.inputs,
+                })
+            }
+            2 => {
+                let packed: Packed = serde_json::from_str(value).map_err(|e| damaged(&e))?;
+                let zstd = BASE64
+                    .decode(&packed.inputs_zstd)
+                    .map_err(|e| damaged(&e))?;
+                let json =
+                    zstd::bulk::decompress(&zstd, UNPACKED_MAX_BYTES).map_err(|e| damaged(&e))?;
+                Ok(Journal {
+                    rows: packed.rows,
+                    inputs: serde_json::from_slice(&json).map_err(|e| damaged(&e))?,
+                })
+            }
+            _ => Err(format!(
                 "{INPUTS_KEY} is of version {version}, which this compactor cannot read (it \
-                 reads version {VERSION}): run the compactor that wrote it, or a newer one"
-            ));
+                 reads versions 1 to {VERSION}): run the compactor that wrote it, or a newer one"
+            )),
         }
-        serde_json::from_str(value).map_err(|e| format!("damaged {INPUTS_KEY} in the footer: {e}"))
     }
+}
+
+/// Plain data (no maps with other than string keys) always serializes.
+fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// The output key for a set of inputs: derived from their keys and ETags, so a retried merge
@@ -288,6 +356,92 @@ mod tests {
             last_modified_ms: 0,
             etag: etag.into(),
         }
+    }
+
+    fn journal(inputs: usize) -> Journal {
+        Journal {
+            rows: 60 * inputs as u64,
+            inputs: (0..inputs)
+                .map(|i| JournalInput {
+                    key: format!("events/dt=2026-11-20/hour=03/part-{i:05}.parquet"),
+                    size: 12_000 + i as u64,
+                    etag: format!(
+                        "\"{:032x}\"",
+                        (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    ),
+                    rows: 60,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn small_records_stay_plain_json_and_large_ones_are_compressed() {
+        let small = journal(10);
+        let plain = small.encode();
+        assert!(plain.starts_with(r#"{"version":1,"#), "{plain}");
+        assert!(plain.contains("part-00009.parquet"));
+        assert_eq!(Journal::decode(&plain), Ok(small));
+
+        let large = journal(10_000);
+        let packed = large.encode();
+        assert!(packed.starts_with(r#"{"version":2,"#), "{packed:.100}");
+        let plain_len = to_json(&Plain {
+            version: 1,
+            rows: large.rows,
+            inputs: &large.inputs,
+        })
+        .len();
+        assert!(
+            packed.len() * 3 < plain_len,
+            "{} against {plain_len} bytes",
+            packed.len()
+        );
+        assert_eq!(Journal::decode(&packed), Ok(large));
+    }
+
+    #[test]
+    fn records_of_earlier_builds_still_read() {
+        let v1 = r#"{"version":1,"rows":5,"inputs":[{"key":"t/p/a.parquet","size":10,"etag":"\"e\"","rows":5}]}"#;
+        assert_eq!(
+            Journal::decode(v1),
+            Ok(Journal {
+                rows: 5,
+                inputs: vec![JournalInput {
+                    key: "t/p/a.parquet".into(),
+                    size: 10,
+                    etag: "\"e\"".into(),
+                    rows: 5,
+                }],
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_damaged_and_oversized_records_are_refused() {
+        let newer = Journal::decode(r#"{"version":3,"rows":1}"#).unwrap_err();
+        assert!(
+            newer.contains("version 3") && newer.contains("newer one"),
+            "{newer}"
+        );
+        for damaged in [
+            r#"{"rows":1}"#,
+            r#"{"version":2,"rows":1,"inputs_zstd":"not base64!"}"#,
+            r#"{"version":2,"rows":1,"inputs_zstd":"AAAA"}"#,
+        ] {
+            let e = Journal::decode(damaged).unwrap_err();
+            assert!(e.starts_with("damaged compactor.inputs"), "{damaged}: {e}");
+        }
+        // A small frame that unpacks to more than the limit (a zip bomb in a footer).
+        let bomb = zstd::bulk::compress(&vec![b' '; UNPACKED_MAX_BYTES + 1], 3).unwrap();
+        let value = to_json(&Packed {
+            version: 2,
+            rows: 1,
+            inputs_zstd: BASE64.encode(bomb),
+        });
+        assert!(value.len() < 20_000);
+        let e = Journal::decode(&value).unwrap_err();
+        assert!(e.starts_with("damaged compactor.inputs"), "{e}");
     }
 
     #[test]
