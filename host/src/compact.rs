@@ -458,7 +458,13 @@ async fn execute_group(
     group: &GroupPlan,
 ) -> Result<GroupOutcome, MergeError> {
     let started = Instant::now();
-    let inputs = read_inputs(ctx.store, &group.inputs, ctx.cfg.max_row_group_bytes).await?;
+    let inputs = read_inputs(
+        ctx.store,
+        &group.inputs,
+        ctx.cfg.max_row_group_bytes,
+        &ctx.cfg.work_dir,
+    )
+    .await?;
     tracing::debug!(
         files = inputs.len(),
         seconds = started.elapsed().as_secs_f32(),

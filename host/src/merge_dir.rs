@@ -129,7 +129,7 @@ async fn merge_job(
     progress: &indicatif::ProgressBar,
     stop: &Stop,
 ) -> anyhow::Result<MergeDirSummary> {
-    let inputs = read_inputs(store, &job.inputs, cfg.max_row_group_bytes).await?;
+    let inputs = read_inputs(store, &job.inputs, cfg.max_row_group_bytes, &cfg.work_dir).await?;
     let dir: PathBuf = output.join(&job.prefix);
     let (sets, notes) = split_compatible(&inputs);
     for note in notes {

@@ -316,6 +316,10 @@ fn a_large_record_is_compressed_and_still_recovers_a_killed_commit() {
     assert!(record.len() < 40_000, "{} bytes", record.len());
 
     w.run(&["once"]).expect_code(0);
-    assert_eq!(w.files(&cold(1)), vec![output.clone()], "every input deleted");
+    assert_eq!(
+        w.files(&cold(1)),
+        vec![output.clone()],
+        "every input deleted"
+    );
     assert_eq!(rows_in(&w.path(&output)), 8 * n as i64);
 }

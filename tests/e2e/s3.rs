@@ -278,9 +278,9 @@ fn the_secret_key_is_never_printed() {
 }
 
 /// A partition of 1,000 small files: compacted into one, every row kept, and the S3 requests
-/// stay at about two GETs per input (footer, data) plus a handful for the whole partition.
+/// stay at one GET per input (its footer and data together) plus a handful for the partition.
 #[test]
-fn a_thousand_file_partition_costs_two_gets_per_file() {
+fn a_thousand_file_partition_of_small_files_costs_one_get_per_file() {
     let w = S3Warehouse::new();
     let n = 1000;
     let src = corpus("datapage_v2.snappy.parquet");
@@ -314,7 +314,9 @@ fn a_thousand_file_partition_costs_two_gets_per_file() {
         .expect("request line");
     eprintln!("{n}-file partition: {requests}");
     let number = |kind: &str| request_count(&out, kind);
-    assert!(number("GET") <= 2 * n + 5, "{requests}");
+    // Each file is read whole with its footer, only once: its merge reads the copy kept in
+    // the work dir. The output's footer is read back once.
+    assert!((n..=n + 2).contains(&number("GET")), "{requests}");
     assert!(number("LIST") <= 10, "{requests}");
     assert!(number("HEAD") <= 5, "{requests}");
     assert_eq!(number("PUT"), 1, "{requests}");
@@ -375,8 +377,8 @@ fn throttling_server_errors_and_dropped_connections_are_retried() {
 }
 
 /// Issue 7: S3 answers each read after a round trip, so footers and inputs are read several at
-/// once, never more than `READS_AT_ONCE`. One at a time, a 1,000-file partition waits 2,000
-/// round trips.
+/// once, never more than `READS_AT_ONCE`. One at a time, a 1,000-file partition waits 1,000
+/// round trips or more.
 #[test]
 fn reads_overlap_on_a_store_with_latency() {
     let w = S3Warehouse::behind_proxy();

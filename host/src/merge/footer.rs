@@ -1,5 +1,6 @@
 //! Reading and checking an input's footer before any of its data is merged.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -11,7 +12,7 @@ use parquet::file::metadata::{FileMetaData, ParquetMetaData, ParquetMetaDataRead
 use parquet::schema::types::TypePtr;
 
 use super::{MergeError, catch_panic};
-use crate::store::{ObjectMeta, Store};
+use crate::store::{ObjectMeta, Store, StoreError};
 
 /// Most footers fit in this many bytes, read with the file's last bytes in one request.
 const FOOTER_GUESS: u64 = 64 << 10;
@@ -31,6 +32,64 @@ pub struct InputFile {
     /// Rows counted from the row groups (not the file-level field, which some writers get wrong).
     pub rows: u64,
     pub footer: FooterSummary,
+    /// The whole file, when it was read with its footer (see [`read_inputs`]).
+    pub stashed: Option<Stashed>,
+}
+
+/// An input read whole with its footer, kept in a group's file in the work dir (unnamed: it
+/// goes when the last input holding it does, even if the process is killed) until its merge
+/// reads it.
+#[derive(Debug, Clone)]
+pub struct Stashed {
+    file: Arc<std::fs::File>,
+    offset: u64,
+    len: usize,
+}
+
+impl Stashed {
+    /// The input's bytes, as they were read (the version listed).
+    pub fn read(&self) -> std::io::Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        let mut data = vec![0; self.len];
+        self.file.read_exact_at(&mut data, self.offset)?;
+        Ok(data.into())
+    }
+}
+
+/// Where a group's small inputs are kept between their footer's read and their merge.
+struct Stash {
+    file: Arc<std::fs::File>,
+    len: u64,
+}
+
+impl Stash {
+    fn new(dir: &Path) -> Result<Stash, MergeError> {
+        let file = std::fs::create_dir_all(dir)
+            .and_then(|()| tempfile::tempfile_in(dir))
+            .map_err(|e| stash_error(dir, e))?;
+        Ok(Stash {
+            file: Arc::new(file),
+            len: 0,
+        })
+    }
+
+    fn keep(&mut self, data: &Bytes, dir: &Path) -> Result<Stashed, MergeError> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .write_all_at(data, self.len)
+            .map_err(|e| stash_error(dir, e))?;
+        let stashed = Stashed {
+            file: self.file.clone(),
+            offset: self.len,
+            len: data.len(),
+        };
+        self.len += data.len() as u64;
+        Ok(stashed)
+    }
+}
+
+fn stash_error(dir: &Path, e: std::io::Error) -> MergeError {
+    MergeError::Write(format!("work dir {}: {e}", dir.display()))
 }
 
 /// What a merge decides from an input's footer before reading its data.
@@ -104,7 +163,17 @@ pub async fn read_metadata(
     let tail = store
         .get_range(key, size.saturating_sub(FOOTER_GUESS)..size)
         .await?;
-    let footer_len = footer_length(key, &tail, size)?;
+    metadata_from_tail(store, meta, &tail).await
+}
+
+/// Decodes the footer of an object from its last bytes, reading more if the footer is longer.
+async fn metadata_from_tail(
+    store: &dyn Store,
+    meta: &ObjectMeta,
+    tail: &Bytes,
+) -> Result<ParquetMetaData, MergeError> {
+    let (key, size) = (meta.key.as_str(), meta.size);
+    let footer_len = footer_length(key, tail, size)?;
     let metadata_bytes = if footer_len + 8 <= tail.len() as u64 {
         tail.slice(tail.len() - 8 - footer_len as usize..tail.len() - 8)
     } else {
@@ -126,21 +195,39 @@ pub fn row_group_rows(md: &ParquetMetaData) -> i64 {
 /// Reads and checks the footers of `metas`, several at once on a store that gains from it
 /// ([`Store::reads_at_once`]). In the order given; the first that fails (in that order) is
 /// the error. Inputs with the same schema share one copy of it.
+///
+/// On a store where each read is a request ([`Store::reads_are_requests`]), a file no larger
+/// than the bytes read to find its footer is read whole, only if it is still the version
+/// listed, and kept in `work_dir` until its merge reads it: a partition of thousands of tiny
+/// files costs one GET per file instead of two.
 pub async fn read_inputs(
     store: &dyn Store,
     metas: &[ObjectMeta],
     max_row_group_bytes: u64,
+    work_dir: &Path,
 ) -> Result<Vec<InputFile>, MergeError> {
+    let small = |meta: &ObjectMeta| meta.size <= FOOTER_GUESS;
+    let mut stash = match store.reads_are_requests() && metas.iter().any(small) {
+        true => Some(Stash::new(work_dir)?),
+        false => None,
+    };
+    let whole = stash.is_some();
     // The futures are made up front (they do nothing until polled): made inside the stream,
     // their borrows would keep callers' futures from being `Send`.
     let reads: Vec<_> = metas
         .iter()
-        .map(|meta| read_input(store, meta, max_row_group_bytes))
+        .map(|meta| read_input(store, meta, max_row_group_bytes, whole && small(meta)))
         .collect();
     let mut schemas = SharedSchemas::default();
     futures::stream::iter(reads)
         .buffered(store.reads_at_once().max(1))
-        .map_ok(|input| schemas.share(input))
+        .map(|read| {
+            let (mut input, data) = read?;
+            if let (Some(stash), Some(data)) = (stash.as_mut(), data) {
+                input.stashed = Some(stash.keep(&data, work_dir)?);
+            }
+            Ok(schemas.share(input))
+        })
         .try_collect()
         .await
 }
@@ -177,9 +264,19 @@ async fn read_input(
     store: &dyn Store,
     meta: &ObjectMeta,
     max_row_group_bytes: u64,
-) -> Result<InputFile, MergeError> {
+    whole: bool,
+) -> Result<(InputFile, Option<Bytes>), MergeError> {
     let key = meta.key.as_str();
-    let metadata = read_metadata(store, meta).await?;
+    let (metadata, data) = if whole {
+        // Exactly the version that was listed, as the merge would read it.
+        let data = store.get_unchanged(key, &meta.etag).await?;
+        if data.len() as u64 != meta.size {
+            return Err(StoreError::Changed { key: key.into() }.into());
+        }
+        (metadata_from_tail(store, meta, &data).await?, Some(data))
+    } else {
+        (read_metadata(store, meta).await?, None)
+    };
     let metadata = with_true_row_count(key, metadata)?;
     let rows = metadata.file_metadata().num_rows() as u64;
     for (i, rg) in metadata.row_groups().iter().enumerate() {
@@ -199,16 +296,21 @@ async fn read_input(
             .map_err(|e| unreadable(key, format!("unsupported schema: {e}")))
     })?;
     if has_int96(&metadata) {
-        let data = store.get(key).await?;
-        let exact_in_micros = catch_panic(key, || int96_columns_exact_in_micros(key, &data))?;
+        let whole = match &data {
+            Some(data) => data.clone(),
+            None => store.get(key).await?,
+        };
+        let exact_in_micros = catch_panic(key, || int96_columns_exact_in_micros(key, &whole))?;
         schema = int96_as_micros(schema, &exact_in_micros);
     }
-    Ok(InputFile {
+    let input = InputFile {
         meta: meta.clone(),
         schema: Arc::new(schema),
         rows,
         footer: FooterSummary::of(&metadata),
-    })
+        stashed: None,
+    };
+    Ok((input, data))
 }
 
 /// Checks the magic bytes and returns the footer length.
@@ -411,7 +513,9 @@ mod tests {
         write(dir.path(), "c.parquet", 10, 300, false);
         let store = LocalStore::try_new(dir.path()).unwrap();
         let metas = store.list("").await.unwrap().objects;
-        let inputs = read_inputs(&store, &metas, u64::MAX).await.unwrap();
+        let inputs = read_inputs(&store, &metas, u64::MAX, dir.path())
+            .await
+            .unwrap();
         let [a, b, c, d] = &inputs[..] else {
             panic!("four inputs expected, got {}", inputs.len())
         };

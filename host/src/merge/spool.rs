@@ -100,10 +100,18 @@ pub async fn merge_to_spool(
                     tokio::time::sleep(delay).await;
                 }
                 // Exactly the version that was listed and planned with (its footer read).
-                store
-                    .get_unchanged(&input.meta.key, &input.meta.etag)
-                    .await
-                    .map_err(MergeError::from)
+                match &input.stashed {
+                    Some(stashed) => stashed.read().map_err(|e| {
+                        MergeError::Write(format!(
+                            "{}: reading it back from the work dir: {e}",
+                            input.meta.key
+                        ))
+                    }),
+                    None => store
+                        .get_unchanged(&input.meta.key, &input.meta.etag)
+                        .await
+                        .map_err(MergeError::from),
+                }
             })
             .collect();
         // The tests that slow each download down count on the delays adding up, one input

@@ -174,6 +174,14 @@ pub trait Store: Send + Sync + fmt::Debug {
         READ_AHEAD_BYTES
     }
 
+    /// Whether each read is a request worth saving: a round trip, and billed. Then an input
+    /// that comes whole with its footer's read is kept on local disk for its merge instead of
+    /// being read again (see [`crate::merge::footer::read_inputs`]); a local disk reads it
+    /// again from its cache for less than keeping a copy costs.
+    fn reads_are_requests(&self) -> bool {
+        false
+    }
+
     /// Requests sent so far, for backends that count them.
     fn request_counts(&self) -> Option<RequestCounts> {
         None

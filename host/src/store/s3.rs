@@ -501,6 +501,10 @@ impl Store for S3Store {
         self.location.concurrent_reads
     }
 
+    fn reads_are_requests(&self) -> bool {
+        true
+    }
+
     fn request_counts(&self) -> Option<RequestCounts> {
         let c = &self.counts;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
