@@ -56,7 +56,9 @@ impl Stashed {
     }
 }
 
-/// Where a group's small inputs are kept between their footer's read and their merge.
+/// Where a group's small inputs are kept between their footer's read and their merge. Its
+/// writes and reads (64 KiB at most, into and out of the page cache) are made in place, on
+/// the task: quicker than a hand-off to the blocking pool and back.
 struct Stash {
     file: Arc<std::fs::File>,
     len: u64,
