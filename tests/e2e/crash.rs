@@ -188,10 +188,9 @@ fn files_replaced_or_added_during_a_merge_are_never_lost() {
     );
 }
 
-/// A merged file damaged after some of its inputs were deleted holds the only copy of their
-/// rows: nothing may be deleted, and the run says which file is the problem.
-#[test]
-fn a_damaged_merged_file_whose_inputs_are_partly_gone_is_left_alone() {
+/// Three files in `cold(1)` merged by a run killed in the middle of its deletes: the warehouse,
+/// the merged file's key and the keys left (the merged file and two inputs).
+fn killed_mid_delete() -> (Warehouse, String, Vec<String>) {
     let small = corpus("alltypes_plain.parquet");
     let w = Warehouse::new("");
     for i in 0..3 {
@@ -202,6 +201,14 @@ fn a_damaged_merged_file_whose_inputs_are_partly_gone_is_left_alone() {
     let output = w.outputs(&cold(1)).pop().expect("the merged file");
     let left = w.files(&cold(1));
     assert_eq!(left.len(), 3, "the output and two inputs: {left:?}");
+    (w, output, left)
+}
+
+/// A merged file damaged after some of its inputs were deleted holds the only copy of their
+/// rows: nothing may be deleted, and the run says which file is the problem.
+#[test]
+fn a_damaged_merged_file_whose_inputs_are_partly_gone_is_left_alone() {
+    let (w, output, left) = killed_mid_delete();
     // Damage the merged file (a truncated copy of a Parquet file fails verification).
     let bytes = std::fs::read(w.path(&output)).unwrap();
     std::fs::write(w.path(&output), &bytes[..bytes.len() / 2]).unwrap();
@@ -223,7 +230,6 @@ fn a_damaged_merged_file_whose_inputs_are_partly_gone_is_left_alone() {
 /// partition fails instead, naming the file, and nothing is written or deleted.
 #[test]
 fn a_merged_file_whose_record_cannot_be_read_fails_its_partition() {
-    let small = corpus("alltypes_plain.parquet");
     for (record, expected) in [
         (
             r#"{"version":3,"rows":24,"inputs_zstd":"KLUv/QBYAQAA"}"#,
@@ -231,15 +237,7 @@ fn a_merged_file_whose_record_cannot_be_read_fails_its_partition() {
         ),
         ("{\"version\":1,\"rows\":24,\"inputs\":[{\"key\"", "damaged"),
     ] {
-        let w = Warehouse::new("");
-        for i in 0..3 {
-            w.put(&format!("{}part-{i}.parquet", cold(1)), &small);
-        }
-        w.run_with_env(&["once"], &[("COMPACTOR_CRASH_AT", "mid-delete")])
-            .expect_killed();
-        let output = w.outputs(&cold(1)).pop().expect("the merged file");
-        let left = w.files(&cold(1));
-        assert_eq!(left.len(), 3, "the output and two inputs: {left:?}");
+        let (w, output, left) = killed_mid_delete();
         replace_record(&w.path(&output), record);
         let rewritten = std::fs::read(w.path(&output)).unwrap();
 
