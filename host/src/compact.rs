@@ -2,6 +2,7 @@
 //! merge → upload → verify → delete exactly the inputs, unchanged. A failure skips that group
 //! (or partition) with a message naming it; the run goes on and the summary reports it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -207,8 +208,12 @@ async fn still_as_planned(store: &dyn Store, p: &PartitionPlan) -> Result<(), St
         .await
         .map_err(|e| format!("listing it again failed: {e}"))?
         .objects;
-    let unchanged = |m: &ObjectMeta| now.iter().any(|o| o.key == m.key && o.etag == m.etag);
-    let exists = |key: &str| now.iter().any(|o| o.key == key);
+    let etags: HashMap<&str, &str> = now
+        .iter()
+        .map(|o| (o.key.as_str(), o.etag.as_str()))
+        .collect();
+    let unchanged = |m: &ObjectMeta| etags.get(m.key.as_str()) == Some(&m.etag.as_str());
+    let exists = |key: &str| etags.contains_key(key);
     let inputs_ok = match &p.action {
         Action::Compact { groups } => groups.iter().flat_map(|g| &g.inputs).all(unchanged),
         _ => true,
@@ -590,11 +595,13 @@ async fn commit_set(
     CrashPoint::AfterUpload.hit(crash);
 
     // Delete exactly the inputs that are unchanged since they were read. One listing of the
-    // partition answers for all of them (one request per 1000 keys, not one per file).
-    let now = store.list(prefix).await?.objects;
+    // partition answers for all of them (one request per 1000 keys, not one per file), looked
+    // up by key (10,000 inputs in a partition of 10,000 files: 10^8 comparisons otherwise).
+    let listing = store.list(prefix).await?.objects;
+    let now: HashMap<&str, &ObjectMeta> = listing.iter().map(|o| (o.key.as_str(), o)).collect();
     let mut unchanged = Vec::new();
     for meta in &metas {
-        match now.iter().find(|o| o.key == meta.key) {
+        match now.get(meta.key.as_str()) {
             Some(o) if o.size == meta.size && o.etag == meta.etag => {
                 unchanged.push(meta.key.clone())
             }
