@@ -30,7 +30,7 @@ pub fn applies(inputs: &[InputFile], cfg: &MergeConfig) -> Result<(), String> {
         return Err("[merge] mode is rewrite".into());
     }
     for input in &inputs[1..] {
-        if input.footer.parquet_schema != first.footer.parquet_schema
+        if input.footer.schema.root_schema() != first.footer.schema.root_schema()
             || input.schema.fields() != first.schema.fields()
         {
             return Err(format!(
@@ -75,7 +75,8 @@ pub fn concat_to_file(
     for input in inputs {
         let key = input.meta.key.as_str();
         let data = super::next_data(next_input, key)?;
-        let footer = parse_footer(key, &data)?;
+        // Statistics kept: the chunks are copied with them.
+        let footer = parse_footer(key, &data, Some(&input.footer.schema), true)?;
         // Made from the first input's footer: its schema is every input's (see `applies`).
         if let Some((file, metadata)) = output.take() {
             writer = Some(new_writer(&footer, metadata, file)?);

@@ -8,8 +8,11 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::parquet_to_arrow_schema;
 use parquet::basic::{Compression, Type as PhysicalType};
-use parquet::file::metadata::{FileMetaData, ParquetMetaData, ParquetMetaDataReader};
-use parquet::schema::types::TypePtr;
+use parquet::file::metadata::{
+    FileMetaData, ParquetMetaData, ParquetMetaDataOptions, ParquetMetaDataReader,
+    ParquetStatisticsPolicy,
+};
+use parquet::schema::types::SchemaDescPtr;
 
 use super::{MergeError, catch_panic};
 use crate::store::{ObjectMeta, Store, StoreError};
@@ -97,8 +100,8 @@ fn stash_error(dir: &Path, e: std::io::Error) -> MergeError {
 /// What a merge decides from an input's footer before reading its data.
 #[derive(Debug, Clone)]
 pub struct FooterSummary {
-    /// The Parquet schema.
-    pub parquet_schema: TypePtr,
+    /// The Parquet schema, given back to the parser when the footer is parsed again.
+    pub schema: SchemaDescPtr,
     pub row_groups: usize,
     /// The largest row group's uncompressed size: what decoding it takes.
     pub largest_row_group_bytes: u64,
@@ -117,7 +120,7 @@ impl FooterSummary {
             }
         }
         FooterSummary {
-            parquet_schema: md.file_metadata().schema_descr().root_schema_ptr(),
+            schema: md.file_metadata().schema_descr_ptr(),
             row_groups: md.num_row_groups(),
             largest_row_group_bytes: md
                 .row_groups()
@@ -137,10 +140,28 @@ impl FooterSummary {
 
 /// The footer of an input whose whole data is in hand, parsed as [`read_inputs`] parsed it
 /// (row count corrected). The data is the version whose footer was read and checked (same
-/// ETag), so this is that footer.
-pub fn parse_footer(key: &str, data: &Bytes) -> Result<ParquetMetaData, MergeError> {
+/// ETag), so this is that footer, and its schema is the one read then: given `schema`, it is
+/// not decoded again. Without `statistics`, the column chunks' statistics are skipped (a
+/// rewrite reads the data, not them). For a file of one small row group, schema and statistics
+/// are most of the footer.
+pub fn parse_footer(
+    key: &str,
+    data: &Bytes,
+    schema: Option<&SchemaDescPtr>,
+    statistics: bool,
+) -> Result<ParquetMetaData, MergeError> {
+    let mut options = ParquetMetaDataOptions::new();
+    if let Some(schema) = schema {
+        options.set_schema(schema.clone());
+    }
+    if !statistics {
+        options.set_column_stats_policy(ParquetStatisticsPolicy::SkipAll);
+        options.set_size_stats_policy(ParquetStatisticsPolicy::SkipAll);
+        options.set_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll);
+    }
     let metadata = catch_panic(key, || {
         ParquetMetaDataReader::new()
+            .with_metadata_options(Some(options))
             .parse_and_finish(data)
             .map_err(|e| unreadable(key, format!("corrupt footer: {e}")))
     })?;
@@ -239,7 +260,7 @@ pub async fn read_inputs(
 #[derive(Default)]
 struct SharedSchemas {
     arrow: Vec<SchemaRef>,
-    parquet: Vec<TypePtr>,
+    parquet: Vec<SchemaDescPtr>,
 }
 
 impl SharedSchemas {
@@ -256,7 +277,7 @@ impl SharedSchemas {
             }
         }
         shared(&mut self.arrow, &mut input.schema);
-        shared(&mut self.parquet, &mut input.footer.parquet_schema);
+        shared(&mut self.parquet, &mut input.footer.schema);
         input
     }
 }
@@ -526,17 +547,40 @@ mod tests {
         // schema has its own.
         for other in [b, d] {
             assert!(Arc::ptr_eq(&a.schema, &other.schema));
-            assert!(Arc::ptr_eq(
-                &a.footer.parquet_schema,
-                &other.footer.parquet_schema
-            ));
+            assert!(Arc::ptr_eq(&a.footer.schema, &other.footer.schema));
         }
         assert!(!Arc::ptr_eq(&a.schema, &c.schema));
-        assert_ne!(a.footer.parquet_schema, c.footer.parquet_schema);
+        assert_ne!(a.footer.schema, c.footer.schema);
 
-        // The summary says what the footer, parsed again from the data, says.
+        // The summary says what the footer, parsed again from the data, says: in full, and
+        // with the schema handed back and the statistics skipped (as a rewrite parses it).
         let data = store.get(&a.meta.key).await.unwrap();
-        let footer = parse_footer(&a.meta.key, &data).unwrap();
+        let full = parse_footer(&a.meta.key, &data, None, true).unwrap();
+        let footer = parse_footer(&a.meta.key, &data, Some(&a.footer.schema), false).unwrap();
+        assert!(Arc::ptr_eq(
+            &footer.file_metadata().schema_descr_ptr(),
+            &a.footer.schema
+        ));
+        assert_eq!(*full.file_metadata().schema_descr(), *a.footer.schema);
+        let statistics = |md: &ParquetMetaData| {
+            md.row_groups()
+                .iter()
+                .flat_map(|rg| rg.columns())
+                .filter(|c| c.statistics().is_some())
+                .count()
+        };
+        assert_eq!(statistics(&full), 4 * 2, "id and note, in four row groups");
+        assert_eq!(statistics(&footer), 0);
+        for (rg, full_rg) in footer.row_groups().iter().zip(full.row_groups()) {
+            assert_eq!(rg.num_rows(), full_rg.num_rows());
+            let offsets = |rg: &parquet::file::metadata::RowGroupMetaData| {
+                rg.columns()
+                    .iter()
+                    .map(|c| c.byte_range())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(offsets(rg), offsets(full_rg));
+        }
         assert_eq!(a.rows, 1000);
         assert_eq!(row_group_rows(&footer), 1000);
         assert_eq!(a.footer.row_groups, 4);
@@ -565,7 +609,8 @@ mod tests {
 
     #[test]
     fn a_footer_parsed_from_data_that_is_no_parquet_is_refused_with_the_key() {
-        let err = parse_footer("t/x.parquet", &Bytes::from_static(b"not parquet at all"))
+        let data = Bytes::from_static(b"not parquet at all");
+        let err = parse_footer("t/x.parquet", &data, None, false)
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("t/x.parquet: corrupt footer"), "{err}");

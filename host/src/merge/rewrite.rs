@@ -255,6 +255,7 @@ fn decode_all(
     tx: &SyncSender<Result<Decoded, MergeError>>,
 ) -> Result<(), MergeError> {
     let mut gathered = Gather::new(schema.clone(), cfg.batch_rows);
+    let mut views = ViewSchemas::default();
     let mut inputs_done = 0u64;
     let send = |ready: Vec<RecordBatch>, inputs_done: &mut u64| {
         for batch in ready {
@@ -272,7 +273,7 @@ fn decode_all(
         let key = input.meta.key.as_str();
         let data = super::next_data(next_input, key)?;
         let decoded = catch_panic(key, || {
-            decode(input, data, schema, cfg, &mut |batch| {
+            decode(input, &mut views, data, schema, cfg, &mut |batch| {
                 let ready = gathered
                     .push(batch)
                     .map_err(|e| MergeError::Write(format!("{key}: {e}")))?;
@@ -297,6 +298,26 @@ fn decode_all(
         inputs_done,
     }))
     .map_err(|_| MergeError::Abandoned)
+}
+
+/// The schema an input is read with, strings as views ([`with_views`]), made once for a run
+/// of inputs that share a schema (as [`super::footer::read_inputs`] makes them share it).
+#[derive(Default)]
+struct ViewSchemas {
+    last: Option<(SchemaRef, SchemaRef)>,
+}
+
+impl ViewSchemas {
+    fn of(&mut self, schema: &SchemaRef) -> SchemaRef {
+        match &self.last {
+            Some((of, views)) if Arc::ptr_eq(of, schema) => views.clone(),
+            _ => {
+                let views = Arc::new(with_views(schema));
+                self.last = Some((schema.clone(), views.clone()));
+                views
+            }
+        }
+    }
 }
 
 /// Small batches gathered into full ones (see [`decode_all`]): up to `batch_rows` rows, and
@@ -352,6 +373,7 @@ impl Gather {
 /// decoded.
 fn decode(
     input: &InputFile,
+    views: &mut ViewSchemas,
     data: Bytes,
     schema: &SchemaRef,
     cfg: &MergeConfig,
@@ -362,8 +384,8 @@ fn decode(
         key: key.to_string(),
         reason: format!("corrupt file: {e}"),
     };
-    let options = ArrowReaderOptions::new().with_schema(Arc::new(with_views(&input.schema)));
-    let footer = Arc::new(parse_footer(key, &data)?);
+    let options = ArrowReaderOptions::new().with_schema(views.of(&input.schema));
+    let footer = Arc::new(parse_footer(key, &data, Some(&input.footer.schema), false)?);
     let reader_md = ArrowReaderMetadata::try_new(footer, options).map_err(|e| corrupt(&e))?;
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_md)
         .with_batch_size(cfg.batch_rows)
