@@ -150,14 +150,12 @@ pub fn parse_footer(
     schema: Option<&SchemaDescPtr>,
     statistics: bool,
 ) -> Result<ParquetMetaData, MergeError> {
-    let mut options = ParquetMetaDataOptions::new();
+    let mut options = match statistics {
+        true => ParquetMetaDataOptions::new(),
+        false => without_statistics(),
+    };
     if let Some(schema) = schema {
         options.set_schema(schema.clone());
-    }
-    if !statistics {
-        options.set_column_stats_policy(ParquetStatisticsPolicy::SkipAll);
-        options.set_size_stats_policy(ParquetStatisticsPolicy::SkipAll);
-        options.set_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll);
     }
     let metadata = catch_panic(key, || {
         ParquetMetaDataReader::new()
@@ -166,6 +164,16 @@ pub fn parse_footer(
             .map_err(|e| unreadable(key, format!("corrupt footer: {e}")))
     })?;
     with_true_row_count(key, metadata)
+}
+
+/// Parsing options that skip the column chunks' statistics: nothing here but a concat's copy
+/// of the chunks needs them.
+fn without_statistics() -> ParquetMetaDataOptions {
+    let mut options = ParquetMetaDataOptions::new();
+    options.set_column_stats_policy(ParquetStatisticsPolicy::SkipAll);
+    options.set_size_stats_policy(ParquetStatisticsPolicy::SkipAll);
+    options.set_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll);
+    options
 }
 
 fn unreadable(key: &str, reason: impl Into<String>) -> MergeError {
@@ -177,7 +185,8 @@ fn unreadable(key: &str, reason: impl Into<String>) -> MergeError {
 
 /// Reads and decodes the footer of an object, in one request when it is small: a bounded
 /// range over its last bytes (its size is known from the listing, so no suffix range is
-/// needed; some S3-compatible servers fail a suffix range longer than the object).
+/// needed; some S3-compatible servers fail a suffix range longer than the object). The column
+/// chunks' statistics are skipped: no caller uses them.
 pub async fn read_metadata(
     store: &dyn Store,
     meta: &ObjectMeta,
@@ -205,8 +214,11 @@ async fn metadata_from_tail(
             .await?
     };
     catch_panic(key, || {
-        ParquetMetaDataReader::decode_metadata(&metadata_bytes)
-            .map_err(|e| unreadable(key, format!("corrupt footer: {e}")))
+        ParquetMetaDataReader::decode_metadata_with_options(
+            &metadata_bytes,
+            Some(&without_statistics()),
+        )
+        .map_err(|e| unreadable(key, format!("corrupt footer: {e}")))
     })
 }
 
