@@ -1,6 +1,7 @@
 //! Reading and checking an input's footer before any of its data is merged.
 
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -52,7 +53,6 @@ pub struct Stashed {
 impl Stashed {
     /// The input's bytes, as they were read (the version listed).
     pub fn read(&self) -> std::io::Result<Bytes> {
-        use std::os::unix::fs::FileExt;
         let mut data = vec![0; self.len];
         self.file.read_exact_at(&mut data, self.offset)?;
         Ok(data.into())
@@ -65,6 +65,8 @@ impl Stashed {
 struct Stash {
     file: Arc<std::fs::File>,
     len: u64,
+    /// The work dir, named in errors.
+    dir: PathBuf,
 }
 
 impl Stash {
@@ -75,14 +77,14 @@ impl Stash {
         Ok(Stash {
             file: Arc::new(file),
             len: 0,
+            dir: dir.to_path_buf(),
         })
     }
 
-    fn keep(&mut self, data: &Bytes, dir: &Path) -> Result<Stashed, MergeError> {
-        use std::os::unix::fs::FileExt;
+    fn keep(&mut self, data: &Bytes) -> Result<Stashed, MergeError> {
         self.file
             .write_all_at(data, self.len)
-            .map_err(|e| stash_error(dir, e))?;
+            .map_err(|e| stash_error(&self.dir, e))?;
         let stashed = Stashed {
             file: self.file.clone(),
             offset: self.len,
@@ -242,9 +244,10 @@ pub async fn read_inputs(
     work_dir: &Path,
 ) -> Result<Vec<InputFile>, MergeError> {
     let small = |meta: &ObjectMeta| meta.size <= FOOTER_GUESS;
-    let mut stash = match store.reads_are_requests() && metas.iter().any(small) {
-        true => Some(Stash::new(work_dir)?),
-        false => None,
+    let mut stash = if store.reads_are_requests() && metas.iter().any(small) {
+        Some(Stash::new(work_dir)?)
+    } else {
+        None
     };
     let whole = stash.is_some();
     // The futures are made up front (they do nothing until polled): made inside the stream,
@@ -259,7 +262,7 @@ pub async fn read_inputs(
         .map(|read| {
             let (mut input, data) = read?;
             if let (Some(stash), Some(data)) = (stash.as_mut(), data) {
-                input.stashed = Some(stash.keep(&data, work_dir)?);
+                input.stashed = Some(stash.keep(&data)?);
             }
             Ok(schemas.share(input))
         })
