@@ -78,6 +78,56 @@ pub fn last_segment(prefix: &str) -> &str {
         .unwrap_or("")
 }
 
+/// A table format that keeps its own list of a table's data files, in a log or metadata beside
+/// them. Its readers open exactly the files listed there: a file merged and its inputs deleted
+/// behind the format's back is a table that names missing files and misses the merged one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    DeltaLake,
+    Hudi,
+    Iceberg,
+}
+
+impl TableFormat {
+    /// The format a sub-prefix at a table's root marks, by its name. `metadata/` is a common
+    /// name, so it marks an Iceberg table only if it holds a table metadata file
+    /// ([`TableFormat::is_iceberg_metadata`]).
+    pub fn marked_by(sub_prefix: &str) -> Option<TableFormat> {
+        match last_segment(sub_prefix) {
+            "_delta_log" => Some(TableFormat::DeltaLake),
+            ".hoodie" => Some(TableFormat::Hudi),
+            "metadata" => Some(TableFormat::Iceberg),
+            _ => None,
+        }
+    }
+
+    /// `v3.metadata.json`, `00002-<uuid>.metadata.json`, also compressed (`.metadata.json.gz`,
+    /// `.gz.metadata.json`).
+    pub fn is_iceberg_metadata(key: &str) -> bool {
+        let name = crate::store::file_name(key);
+        name.contains(".metadata.json") && !is_hidden(name)
+    }
+
+    /// The format's own way of merging small files, for the refusal to point at.
+    pub fn own_compaction(self) -> &'static str {
+        match self {
+            TableFormat::DeltaLake => "Delta Lake's OPTIMIZE",
+            TableFormat::Hudi => "Hudi's clustering",
+            TableFormat::Iceberg => "Iceberg's rewrite_data_files",
+        }
+    }
+}
+
+impl std::fmt::Display for TableFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TableFormat::DeltaLake => "Delta Lake",
+            TableFormat::Hudi => "Hudi",
+            TableFormat::Iceberg => "Iceberg",
+        })
+    }
+}
+
 /// Hive path segment for a value: `dt=2026-11-20/hour=03/`.
 pub fn hour_prefix(table_prefix: &str, date: &str, hour: u32) -> String {
     format!("{table_prefix}dt={date}/hour={hour:02}/")
@@ -114,6 +164,39 @@ mod tests {
         assert!(!is_data_file("t/dt=1/notes.txt"));
         assert!(is_output("t/dt=1/compacted-0123.parquet"));
         assert!(!is_output("t/dt=1/part-compacted-0123.parquet"));
+    }
+
+    #[test]
+    fn table_formats_by_their_marker_directories() {
+        use TableFormat::*;
+        assert_eq!(TableFormat::marked_by("t/_delta_log/"), Some(DeltaLake));
+        assert_eq!(TableFormat::marked_by(".hoodie/"), Some(Hudi));
+        assert_eq!(TableFormat::marked_by("t/metadata/"), Some(Iceberg));
+        for plain in [
+            "t/dt=1/",
+            "t/_temporary/",
+            "t/delta_log/",
+            "t/metadata=1/",
+            "t/data/",
+        ] {
+            assert_eq!(TableFormat::marked_by(plain), None, "{plain}");
+        }
+        for metadata in [
+            "t/metadata/v3.metadata.json",
+            "t/metadata/00002-6b2c1a3e-0f0e-4f3a-9a51-2b0c5c1f7e11.metadata.json",
+            "t/metadata/00001-x.gz.metadata.json",
+            "t/metadata/v1.metadata.json.gz",
+        ] {
+            assert!(TableFormat::is_iceberg_metadata(metadata), "{metadata}");
+        }
+        for other in [
+            "t/metadata/snap-1-1-abc.avro",
+            "t/metadata/version-hint.text",
+            "t/metadata/schema.json",
+            "t/metadata/.v1.metadata.json.crc",
+        ] {
+            assert!(!TableFormat::is_iceberg_metadata(other), "{other}");
+        }
     }
 
     #[test]

@@ -9,9 +9,9 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::journal::{self, Recovery};
-use crate::layout::{Partition, data_and_subprefixes, partition_keys};
+use crate::layout::{Partition, TableFormat, data_and_subprefixes, partition_keys};
 use crate::policy::{Decision, PolicyPlugin};
-use crate::store::{ObjectMeta, Store};
+use crate::store::{Listing, ObjectMeta, Store};
 
 /// Everything one run would do.
 #[derive(Debug, Clone, Serialize)]
@@ -192,6 +192,11 @@ async fn visit(store: &dyn Store, table: &TableSpec, prefix: String, now_ms: i64
         Ok(listing) => listing,
         Err(e) => return failed_with(partition, format!("listing failed: {e}")),
     };
+    // Checked at every prefix walked, so a table of such a format kept below the configured
+    // prefix is found too; it costs nothing but a listing of an Iceberg candidate's `metadata/`.
+    if let Some(refusal) = table_format_refusal(store, &listing).await {
+        return failed_with(partition, refusal);
+    }
     let (files, below) = data_and_subprefixes(listing);
     let partition = if files.is_empty() {
         None
@@ -199,6 +204,45 @@ async fn visit(store: &dyn Store, table: &TableSpec, prefix: String, now_ms: i64
         Some(plan_partition(store, table, partition, files, now_ms).await)
     };
     Visited::Listed { partition, below }
+}
+
+/// Why a prefix whose listing shows the root of a Delta Lake, Hudi or Iceberg table must not be
+/// compacted (see [`TableFormat`]), or `None` for plain Parquet. Nothing at or below it is
+/// touched, and the run reports it as failed: a table of this kind in compactor's config is a
+/// mistake to fix, not a partition to pass over quietly every hour.
+async fn table_format_refusal(store: &dyn Store, listing: &Listing) -> Option<String> {
+    for sub in &listing.prefixes {
+        let Some(format) = TableFormat::marked_by(sub) else {
+            continue;
+        };
+        if format == TableFormat::Iceberg {
+            match store.list(sub).await {
+                Ok(metadata) => {
+                    let holds_table_metadata = metadata
+                        .objects
+                        .iter()
+                        .any(|o| TableFormat::is_iceberg_metadata(&o.key));
+                    if !holds_table_metadata {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    return Some(format!(
+                        "listing {sub} failed ({e}), so whether this is an Iceberg table's \
+                         metadata is unknown"
+                    ));
+                }
+            }
+        }
+        return Some(format!(
+            "{sub} shows a table kept by {format}: its data files are listed in {format}'s own \
+             log or metadata, and merging them behind its back would break the table for its \
+             readers; compact it with {}, or point this table's prefix at plain hive-partitioned \
+             Parquet",
+            format.own_compaction()
+        ));
+    }
+    None
 }
 
 fn failed(partition: Partition, error: String) -> PartitionPlan {

@@ -349,3 +349,85 @@ fn the_next_merge_runs_while_a_merged_file_uploads() {
         assert_same_rows(&w.path(&outputs[0]), &vec![small(); 3]);
     }
 }
+
+/// Every file under the warehouse, with its bytes, in path order.
+fn whole_tree(w: &Warehouse) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&w.root, &mut out);
+    out.sort();
+    out
+}
+
+/// A Delta Lake, Hudi or Iceberg table lists its data files in its own log: merging them behind
+/// it would break the table. Found at the table's root or below it, such a table is refused,
+/// the run fails naming the marker, and not one file changes. A `metadata/` directory without
+/// Iceberg's metadata files is only a directory.
+#[test]
+fn tables_kept_by_a_table_format_are_refused_and_left_as_they_are() {
+    let cases = [
+        (
+            "events/",
+            "_delta_log/00000000000000000000.json",
+            "Delta Lake",
+        ),
+        ("events/", ".hoodie/hoodie.properties", "Hudi"),
+        ("events/", "metadata/v2.metadata.json", "Iceberg"),
+        (
+            "events/dt=2026-11-20/",
+            "_delta_log/00000000000000000003.json",
+            "Delta Lake",
+        ),
+    ];
+    for (table_root, marker, format) in cases {
+        let w = Warehouse::new("");
+        for i in 0..3 {
+            w.put(&format!("{}part-{i}.parquet", cold(3)), &small());
+        }
+        let marker_key = format!("{table_root}{marker}");
+        std::fs::create_dir_all(w.path(&marker_key).parent().unwrap()).unwrap();
+        std::fs::write(w.path(&marker_key), b"{}").unwrap();
+        let before = whole_tree(&w);
+
+        let plan = w.run(&["plan"]);
+        plan.expect_code(1);
+        let marker_dir = format!("{}/", marker_key.rsplit_once('/').unwrap().0);
+        let refusal = format!(
+            "  {table_root}: 0 files, 0 B: FAILED ({marker_dir} shows a table kept by {format}"
+        );
+        assert!(
+            plan.stdout().contains(&refusal),
+            "{marker}: {}",
+            plan.stdout()
+        );
+
+        let run = w.run(&["once"]);
+        run.expect_code(1);
+        let said = format!("{}{}", run.stdout(), run.stderr());
+        assert!(
+            said.contains(&format!("{marker_dir} shows a table kept by {format}")),
+            "{said}"
+        );
+        assert_eq!(whole_tree(&w), before, "{marker}: nothing may change");
+    }
+
+    let w = Warehouse::new("");
+    for i in 0..3 {
+        w.put(&format!("{}part-{i}.parquet", cold(3)), &small());
+    }
+    std::fs::create_dir_all(w.path("events/metadata")).unwrap();
+    std::fs::write(w.path("events/metadata/owners.json"), b"{}").unwrap();
+    w.run(&["once"]).expect_code(0);
+    let outputs = w.outputs(&cold(3));
+    assert_eq!(w.files(&cold(3)), outputs, "a plain table is compacted");
+    assert_same_rows(&w.path(&outputs[0]), &vec![small(); 3]);
+}
