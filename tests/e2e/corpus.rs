@@ -370,3 +370,99 @@ fn pages_that_fail_to_decompress_are_refused_and_nothing_is_deleted() {
     );
     assert_eq!(w.outputs(&cold(2)).len(), 1, "the neighbour is compacted");
 }
+
+/// Whether each column of `file` has a bloom filter in each row group, as pyarrow reads the
+/// footer.
+fn bloom_filter_columns_per_pyarrow(file: &std::path::Path) -> Vec<Vec<bool>> {
+    let out = std::process::Command::new(python())
+        .arg("-c")
+        .arg(
+            "import json, sys, pyarrow.parquet as pq\n\
+             md = pq.ParquetFile(sys.argv[1]).metadata\n\
+             print(json.dumps([[md.row_group(g).column(c).bloom_filter_offset is not None\n\
+                                for c in range(md.num_columns)] for g in range(md.num_row_groups)]))",
+        )
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A writer that made bloom filters (for point lookups on an id, say) expects them after
+/// compaction too. A rewrite gives the output a filter for each column that had one in an
+/// input, holding every value (a filter has no false negatives), and no filter where the
+/// inputs had none.
+#[test]
+fn a_rewrite_keeps_the_inputs_bloom_filters() {
+    use parquet::file::properties::ReaderProperties;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::serialized_reader::ReadOptionsBuilder;
+
+    let w = Warehouse::new("");
+    w.add_merge_settings("mode = \"rewrite\"");
+    let with_filters = corpus("data_index_bloom_encoding_stats.parquet");
+    let without = corpus("alltypes_plain.parquet");
+    for copy in 0..3 {
+        w.put(&format!("{}part-{copy}.parquet", cold(2)), &with_filters);
+        w.put(&format!("{}part-{copy}.parquet", cold(3)), &without);
+    }
+    w.run(&["once"]).expect_code(0);
+
+    let out = w.path(&w.outputs(&cold(2))[0]);
+    assert_same_rows(&out, &vec![with_filters.clone(); 3]);
+    assert_eq!(
+        bloom_filter_columns_per_pyarrow(&with_filters),
+        vec![vec![true]]
+    );
+    assert_eq!(bloom_filter_columns_per_pyarrow(&out), vec![vec![true]]);
+    let options = ReadOptionsBuilder::new()
+        .with_reader_properties(
+            ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        )
+        .build();
+    let reader =
+        SerializedFileReader::new_with_options(std::fs::File::open(&out).unwrap(), options)
+            .unwrap();
+    let row_group = reader.get_row_group(0).unwrap();
+    let filter = row_group
+        .get_column_bloom_filter(0)
+        .expect("a bloom filter");
+    let values = [
+        "Hello",
+        "This is",
+        "a",
+        "test",
+        "How",
+        "are you",
+        "doing ",
+        "today",
+        "the quick",
+        "brown fox",
+        "jumps",
+        "over",
+        "the lazy",
+        "dog",
+    ];
+    for value in values {
+        assert!(filter.check(&value), "{value:?} must be in the filter");
+    }
+    let absent = (0..1000)
+        .filter(|i| filter.check(&format!("absent {i}").as_str()))
+        .count();
+    assert!(
+        absent < 50,
+        "{absent} of 1000 absent values pass: the filter filters nothing"
+    );
+
+    let plain = w.path(&w.outputs(&cold(3))[0]);
+    assert_same_rows(&plain, &vec![without.clone(); 3]);
+    let none = bloom_filter_columns_per_pyarrow(&plain);
+    assert!(none.iter().flatten().all(|has| !has), "{none:?}");
+}

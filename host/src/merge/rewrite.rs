@@ -21,6 +21,7 @@ use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::{ArrowWriter, add_encoded_arrow_schema_to_metadata};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use super::footer::{InputFile, parse_footer};
 use super::schema::with_views;
@@ -74,6 +75,7 @@ pub fn merge_to_file(
         file: super::create_output(dest)?,
         schema: schema.clone(),
         working: working.clone(),
+        bloom: BloomFilters::of(inputs),
         cfg,
         dest,
     };
@@ -146,6 +148,7 @@ enum Writer<'a> {
         schema: SchemaRef,
         /// The batches' schema: `schema` with strings as views.
         working: SchemaRef,
+        bloom: BloomFilters,
         cfg: &'a MergeConfig,
         dest: &'a Path,
     },
@@ -164,6 +167,7 @@ impl Writer<'_> {
                 file,
                 schema,
                 working,
+                bloom,
                 cfg,
                 dest,
             } = std::mem::replace(self, Writer::Taken)
@@ -185,6 +189,12 @@ impl Writer<'_> {
                 if let Some(encoding) = column.encoding {
                     props = props.set_column_encoding(column.path, encoding);
                 }
+            }
+            for (column, max_ndv) in bloom.columns {
+                props = props
+                    .set_column_bloom_filter_enabled(column.clone(), true)
+                    .set_column_bloom_filter_fpp(column.clone(), BloomFilters::FPP)
+                    .set_column_bloom_filter_max_ndv(column, max_ndv);
             }
             let mut props = props.build();
             add_encoded_arrow_schema_to_metadata(&schema, &mut props);
@@ -213,6 +223,34 @@ impl Writer<'_> {
             Writer::Open(w) => w.close().map_err(|e| MergeError::Write(e.to_string())),
             _ => Err(MergeError::Write("the output writer failed earlier".into())),
         }
+    }
+}
+
+/// The bloom filters an output gets: one for each column that had one in any input, so that
+/// the point lookups a writer enabled them for (an id, a key) stay fast after compaction.
+struct BloomFilters {
+    /// Each column with what its filters are sized for before the writer folds them down to
+    /// the distinct values they saw: the inputs' filters' bound (a dozen event types take 47
+    /// bytes, not 4 MiB), within the group's rows and what a filter of [`BloomFilters::FPP`]
+    /// holds in 16 MiB.
+    columns: Vec<(ColumnPath, u64)>,
+}
+
+impl BloomFilters {
+    /// The false positive rate of parquet-mr (Spark, Trino) and DuckDB by default. A file does
+    /// not record the rate its filters were made for.
+    const FPP: f64 = 0.01;
+
+    fn of(inputs: &[InputFile]) -> BloomFilters {
+        let rows: u64 = inputs.iter().map(|i| i.rows).sum();
+        let mut columns: Vec<(ColumnPath, u64)> = Vec::new();
+        for (column, distinct) in inputs.iter().flat_map(|i| &i.footer.bloom_filtered) {
+            super::footer::add_distinct_values(&mut columns, column, *distinct);
+        }
+        for (_, bound) in &mut columns {
+            *bound = (*bound).min(rows).clamp(1, 13_000_000);
+        }
+        BloomFilters { columns }
     }
 }
 
