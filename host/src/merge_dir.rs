@@ -38,12 +38,14 @@ impl std::fmt::Display for MergeDirSummary {
         use crate::summary::human_bytes;
         writeln!(
             f,
-            "merged {} files ({}) in {} director{} into {} files ({}), {} rows, {:.2}s",
+            "merged {} file{} ({}) in {} director{} into {} file{} ({}), {} rows, {:.2}s",
             self.files_in,
+            if self.files_in == 1 { "" } else { "s" },
             human_bytes(self.bytes_in),
             self.directories,
             if self.directories == 1 { "y" } else { "ies" },
             self.files_out,
+            if self.files_out == 1 { "" } else { "s" },
             human_bytes(self.bytes_out),
             self.rows,
             self.elapsed.as_secs_f64()

@@ -75,7 +75,7 @@ pub fn merge_to_file(
         file: super::create_output(dest)?,
         schema: schema.clone(),
         working: working.clone(),
-        bloom: BloomFilters::of(inputs),
+        bloom: BloomFilters::of(inputs, cfg.row_group_bytes),
         cfg,
         dest,
     };
@@ -231,8 +231,9 @@ impl Writer<'_> {
 struct BloomFilters {
     /// Each column with what its filters are sized for before the writer folds them down to
     /// the distinct values they saw: the inputs' filters' bound (a dozen event types take 47
-    /// bytes, not 4 MiB), within the group's rows and what a filter of [`BloomFilters::FPP`]
-    /// holds in 16 MiB.
+    /// bytes, not 4 MiB), within the rows a row group may hold and what a filter of
+    /// [`BloomFilters::FPP`] holds in 16 MiB. (Too small a size only makes a filter filter
+    /// less well.)
     columns: Vec<(ColumnPath, u64)>,
 }
 
@@ -241,8 +242,13 @@ impl BloomFilters {
     /// not record the rate its filters were made for.
     const FPP: f64 = 0.01;
 
-    fn of(inputs: &[InputFile]) -> BloomFilters {
+    fn of(inputs: &[InputFile], row_group_bytes: u64) -> BloomFilters {
+        // A row group's rows: its share of the inputs' bytes, twice over, since the output
+        // usually encodes smaller than the inputs did.
         let rows: u64 = inputs.iter().map(|i| i.rows).sum();
+        let bytes: u64 = inputs.iter().map(|i| i.footer.compressed_bytes).sum();
+        let share = (2.0 * row_group_bytes as f64 / bytes.max(1) as f64).min(1.0);
+        let rows = (rows as f64 * share).ceil() as u64;
         let mut columns: Vec<(ColumnPath, u64)> = Vec::new();
         for (column, distinct) in inputs.iter().flat_map(|i| &i.footer.bloom_filtered) {
             super::footer::add_distinct_values(&mut columns, column, *distinct);
