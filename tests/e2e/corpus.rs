@@ -379,7 +379,7 @@ fn bloom_filter_columns_per_pyarrow(file: &std::path::Path) -> Vec<Vec<bool>> {
          md = pq.ParquetFile(sys.argv[1]).metadata\n\
          print(json.dumps([[md.row_group(g).column(c).bloom_filter_offset is not None\n\
                             for c in range(md.num_columns)] for g in range(md.num_row_groups)]))",
-        &[file.as_os_str()],
+        [file.as_os_str()],
     )
 }
 
@@ -398,23 +398,8 @@ fn row_groups_excluded_per_duckdb(
          print(json.dumps([sum(r[0] for r in con.execute(\n\
              'select bloom_filter_excludes from parquet_bloom_probe(?, ?, ?)',\n\
              [file, column, v]).fetchall()) for v in values]))",
-        &[file.as_os_str(), column.as_ref(), values.as_ref()],
+        [file.as_os_str(), column.as_ref(), values.as_ref()],
     )
-}
-
-fn python_json<T: serde::de::DeserializeOwned>(script: &str, args: &[&std::ffi::OsStr]) -> T {
-    let out = std::process::Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// A writer that made bloom filters (for point lookups on an id, say) expects them after

@@ -230,17 +230,7 @@ fn soak_random_faults_and_arrivals_lose_no_row() {
     let script = "import sys, json, pyarrow.parquet as pq\n\
         ids = [i for f in sys.argv[1:] for i in pq.read_table(f).column('id').to_pylist()]\n\
         print(json.dumps({'rows': len(ids), 'distinct': len(set(ids)), 'min': min(ids), 'max': max(ids)}))";
-    let out = Command::new(python())
-        .args(["-c", script])
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = python_json(script, &files);
     assert_eq!(report["rows"], next_id, "{report}");
     assert_eq!(report["distinct"], next_id, "{report}");
     assert_eq!(report["min"], 0, "{report}");

@@ -217,6 +217,26 @@ pub fn python() -> PathBuf {
     py
 }
 
+/// Runs a Python `script` (of the test venv: pyarrow, DuckDB) with `args` and parses what it
+/// prints as JSON.
+pub fn python_json<T: serde::de::DeserializeOwned>(
+    script: &str,
+    args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+) -> T {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Asks pyarrow whether `output` holds exactly the rows of `inputs`, in order.
 pub fn pyarrow_check(output: &Path, inputs: &[PathBuf]) -> Value {
     pyarrow_check_with_env(output.as_os_str(), inputs, &[])
