@@ -89,6 +89,9 @@ pub enum TableFormat {
 }
 
 impl TableFormat {
+    /// The marker directories' names, as sub-prefixes of a table's root.
+    pub const MARKERS: [&str; 3] = ["_delta_log/", ".hoodie/", "metadata/"];
+
     /// The format a sub-prefix at a table's root marks, by its name. `metadata/` is a common
     /// name, so it marks an Iceberg table only if it holds a table metadata file
     /// ([`TableFormat::is_iceberg_metadata`]).
@@ -126,6 +129,22 @@ impl std::fmt::Display for TableFormat {
             TableFormat::Iceberg => "Iceberg",
         })
     }
+}
+
+/// The prefixes that enclose `prefix` (empty or ending in `/`), outermost first, the store's
+/// root (`""`) included and `prefix` itself not: `a/b/` gives `""` and `a/`.
+pub fn enclosing_prefixes(prefix: &str) -> Vec<String> {
+    if prefix.is_empty() {
+        return Vec::new();
+    }
+    std::iter::once(String::new())
+        .chain(
+            prefix
+                .match_indices('/')
+                .map(|(end, _)| prefix[..=end].to_string()),
+        )
+        .filter(|p| p != prefix)
+        .collect()
 }
 
 /// Hive path segment for a value: `dt=2026-11-20/hour=03/`.
@@ -197,6 +216,13 @@ mod tests {
         ] {
             assert!(!TableFormat::is_iceberg_metadata(other), "{other}");
         }
+    }
+
+    #[test]
+    fn enclosing_prefixes_up_to_the_root() {
+        assert_eq!(enclosing_prefixes("a/b/c/"), ["", "a/", "a/b/"]);
+        assert_eq!(enclosing_prefixes("events/"), [""]);
+        assert!(enclosing_prefixes("").is_empty());
     }
 
     #[test]

@@ -9,9 +9,11 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::journal::{self, Recovery};
-use crate::layout::{Partition, TableFormat, data_and_subprefixes, partition_keys};
+use crate::layout::{
+    Partition, TableFormat, data_and_subprefixes, enclosing_prefixes, partition_keys,
+};
 use crate::policy::{Decision, PolicyPlugin};
-use crate::store::{Listing, ObjectMeta, Store};
+use crate::store::{Listing, ObjectMeta, Store, StoreError};
 
 /// Everything one run would do.
 #[derive(Debug, Clone, Serialize)]
@@ -127,6 +129,15 @@ async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TableP
         hot: Vec::new(),
         partitions: Vec::new(),
     };
+    if let Some(refusal) = enclosing_table_refusal(store, table).await {
+        let partition = Partition {
+            table: table.name.clone(),
+            prefix: table.prefix.clone(),
+            keys: Vec::new(),
+        };
+        out.partitions.push(failed(partition, refusal));
+        return out;
+    }
     // Prefixes are visited several at once on a store that gains from it (each listing waits
     // a round trip on S3: a year of hourly partitions is 8,760 of them), then put back in key
     // order, which is the order of a depth-first walk: a prefix sorts before everything below
@@ -212,37 +223,102 @@ async fn visit(store: &dyn Store, table: &TableSpec, prefix: String, now_ms: i64
 /// mistake to fix, not a partition to pass over quietly every hour.
 async fn table_format_refusal(store: &dyn Store, listing: &Listing) -> Option<String> {
     for sub in &listing.prefixes {
-        let Some(format) = TableFormat::marked_by(sub) else {
-            continue;
-        };
-        if format == TableFormat::Iceberg {
-            match store.list(sub).await {
-                Ok(metadata) => {
-                    let holds_table_metadata = metadata
-                        .objects
-                        .iter()
-                        .any(|o| TableFormat::is_iceberg_metadata(&o.key));
-                    if !holds_table_metadata {
-                        continue;
-                    }
-                }
-                Err(e) => {
-                    return Some(format!(
-                        "listing {sub} failed ({e}), so whether this is an Iceberg table's \
-                         metadata is unknown"
-                    ));
-                }
+        match format_marked_by(store, sub).await {
+            Ok(None) => {}
+            Ok(Some(format)) => return Some(refusal(sub, format, None)),
+            Err(e) => {
+                return Some(format!(
+                    "listing {sub} failed ({}), so whether this is an Iceberg table's metadata \
+                     is unknown",
+                    e.reason()
+                ));
             }
         }
-        return Some(format!(
-            "{sub} shows a table kept by {format}: its data files are listed in {format}'s own \
-             log or metadata, and merging them behind its back would break the table for its \
-             readers; compact it with {}, or point this table's prefix at plain hive-partitioned \
-             Parquet",
-            format.own_compaction()
-        ));
     }
     None
+}
+
+/// The same refusal for a table whose configured prefix lies inside such a table (an Iceberg
+/// table's `data/`, one partition of a Delta table): each enclosing prefix is asked for each
+/// marker, one request apiece, all at once. A store that denies these listings (a policy that
+/// allows listing the table's prefix only) cannot tell, which is logged and let pass: the
+/// check guards against a mistaken prefix, and must not stop every run of a deployment
+/// locked down on purpose.
+async fn enclosing_table_refusal(store: &dyn Store, table: &TableSpec) -> Option<String> {
+    let candidates: Vec<String> = enclosing_prefixes(&table.prefix)
+        .iter()
+        .flat_map(|root| TableFormat::MARKERS.map(|marker| format!("{root}{marker}")))
+        .collect();
+    let checks = candidates.iter().map(|sub| async move {
+        match store.holds_objects(sub).await? {
+            false => Ok(None),
+            true => format_marked_by(store, sub).await,
+        }
+    });
+    let (mut unknown, mut denied) = (None, None);
+    for (sub, found) in candidates
+        .iter()
+        .zip(futures::future::join_all(checks).await)
+    {
+        match found {
+            Ok(None) => {}
+            Ok(Some(format)) => return Some(refusal(sub, format, Some(&table.prefix))),
+            Err(e @ StoreError::Denied { .. }) => denied = denied.or(Some((sub, e))),
+            Err(e) => unknown = unknown.or(Some((sub, e))),
+        }
+    }
+    if let Some((sub, e)) = unknown {
+        return Some(format!(
+            "listing {sub} failed ({}), so whether {} lies inside a Delta Lake, Hudi or Iceberg \
+             table is unknown",
+            e.reason(),
+            table.prefix
+        ));
+    }
+    if let Some((sub, e)) = denied {
+        tracing::warn!(
+            table = %table.name,
+            "cannot tell whether {} lies inside a Delta Lake, Hudi or Iceberg table: listing \
+             {sub} was denied ({}); compacting it as plain Parquet. Allow listing the prefixes \
+             above it to have this checked",
+            table.prefix,
+            e.reason()
+        );
+    }
+    None
+}
+
+/// The format whose marker directory `sub` is, if it is one: by its name, and for Iceberg's
+/// common name `metadata/` by a listing that shows table metadata in it.
+async fn format_marked_by(store: &dyn Store, sub: &str) -> Result<Option<TableFormat>, StoreError> {
+    let Some(format) = TableFormat::marked_by(sub) else {
+        return Ok(None);
+    };
+    if format == TableFormat::Iceberg {
+        let metadata = store.list(sub).await?;
+        if !metadata
+            .objects
+            .iter()
+            .any(|o| TableFormat::is_iceberg_metadata(&o.key))
+        {
+            return Ok(None);
+        }
+    }
+    Ok(Some(format))
+}
+
+/// The refusal's words: the marker, the format, and what to do instead.
+fn refusal(sub: &str, format: TableFormat, configured_inside: Option<&str>) -> String {
+    let inside = configured_inside
+        .map(|prefix| format!(" around the configured prefix {prefix}"))
+        .unwrap_or_default();
+    format!(
+        "{sub} shows a table kept by {format}{inside}: its data files are listed in {format}'s \
+         own log or metadata, and merging them behind its back would break the table for its \
+         readers; compact it with {}, or point this table's prefix at plain hive-partitioned \
+         Parquet",
+        format.own_compaction()
+    )
 }
 
 fn failed(partition: Partition, error: String) -> PartitionPlan {

@@ -368,6 +368,68 @@ fn whole_tree(w: &Warehouse) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// `plan` and `once` both fail with `refusal` on the line of `prefix`, and not one file changes.
+fn assert_refused_and_untouched(w: &Warehouse, prefix: &str, refusal: &str) {
+    let before = whole_tree(w);
+    let plan = w.run(&["plan"]);
+    plan.expect_code(1);
+    let line = format!("  {prefix}: 0 files, 0 B: FAILED ({refusal}");
+    assert!(plan.stdout().contains(&line), "{line}\n{}", plan.stdout());
+    let run = w.run(&["once"]);
+    run.expect_code(1);
+    let said = format!("{}{}", run.stdout(), run.stderr());
+    assert!(said.contains(refusal), "{refusal}\n{said}");
+    assert_eq!(whole_tree(w), before, "{refusal}: nothing may change");
+}
+
+/// A table configured by a prefix inside a Delta Lake or Iceberg table (Iceberg's `data/`, one
+/// partition of a Delta table) is refused too: its enclosing prefixes are checked for markers.
+#[test]
+fn a_prefix_inside_a_table_kept_by_a_table_format_is_refused() {
+    let cases = [
+        (
+            "lake/events/data/",
+            "lake/events/metadata/00003-1f0e.metadata.json",
+            "Iceberg",
+        ),
+        (
+            "events/dt=2026-11-20/",
+            "events/_delta_log/00000000000000000007.json",
+            "Delta Lake",
+        ),
+    ];
+    for (prefix, marker_key, format) in cases {
+        let w = Warehouse::with_tables(&format!(
+            "[[tables]]\nname = \"inside\"\nprefix = \"{prefix}\"\n"
+        ));
+        for i in 0..3 {
+            w.put(&format!("{prefix}hour=03/part-{i}.parquet"), &small());
+        }
+        std::fs::create_dir_all(w.path(marker_key).parent().unwrap()).unwrap();
+        std::fs::write(w.path(marker_key), b"{}").unwrap();
+        let marker_dir = format!("{}/", marker_key.rsplit_once('/').unwrap().0);
+        let refusal = format!(
+            "{marker_dir} shows a table kept by {format} around the configured prefix {prefix}"
+        );
+        assert_refused_and_untouched(&w, prefix, &refusal);
+    }
+
+    let prefix = "lake/events/data/";
+    let w = Warehouse::with_tables(&format!(
+        "[[tables]]\nname = \"inside\"\nprefix = \"{prefix}\"\n"
+    ));
+    let partition = format!("{prefix}dt=2026-11-20/hour=03/");
+    for i in 0..3 {
+        w.put(&format!("{partition}part-{i}.parquet"), &small());
+    }
+    std::fs::create_dir_all(w.path("lake/events/metadata")).unwrap();
+    std::fs::write(w.path("lake/events/metadata/owners.json"), b"{}").unwrap();
+    w.run(&["once"]).expect_code(0);
+    let outputs = w.outputs(&partition);
+    assert_eq!(w.files(&partition), outputs, "plain Parquet is compacted");
+    assert_same_rows(&w.path(&outputs[0]), &vec![small(); 3]);
+}
+
 /// A Delta Lake, Hudi or Iceberg table lists its data files in its own log: merging them behind
 /// it would break the table. Found at the table's root or below it, such a table is refused,
 /// the run fails naming the marker, and not one file changes. A `metadata/` directory without
@@ -396,28 +458,9 @@ fn tables_kept_by_a_table_format_are_refused_and_left_as_they_are() {
         let marker_key = format!("{table_root}{marker}");
         std::fs::create_dir_all(w.path(&marker_key).parent().unwrap()).unwrap();
         std::fs::write(w.path(&marker_key), b"{}").unwrap();
-        let before = whole_tree(&w);
-
-        let plan = w.run(&["plan"]);
-        plan.expect_code(1);
         let marker_dir = format!("{}/", marker_key.rsplit_once('/').unwrap().0);
-        let refusal = format!(
-            "  {table_root}: 0 files, 0 B: FAILED ({marker_dir} shows a table kept by {format}"
-        );
-        assert!(
-            plan.stdout().contains(&refusal),
-            "{marker}: {}",
-            plan.stdout()
-        );
-
-        let run = w.run(&["once"]);
-        run.expect_code(1);
-        let said = format!("{}{}", run.stdout(), run.stderr());
-        assert!(
-            said.contains(&format!("{marker_dir} shows a table kept by {format}")),
-            "{said}"
-        );
-        assert_eq!(whole_tree(&w), before, "{marker}: nothing may change");
+        let refusal = format!("{marker_dir} shows a table kept by {format}");
+        assert_refused_and_untouched(&w, table_root, &refusal);
     }
 
     let w = Warehouse::new("");

@@ -376,6 +376,53 @@ fn throttling_server_errors_and_dropped_connections_are_retried() {
     assert_eq!(w.assert_same_rows(&outputs[0], &vec![src; 3])["rows"], 24);
 }
 
+/// The prefixes above a table's are checked for a Delta Lake, Hudi or Iceberg table that holds
+/// it. A policy that lets compactor list its table's prefix only (403 above it) cannot be
+/// checked, which is logged and let pass, as such a deployment is locked down on purpose; a
+/// Delta log above the table that can be listed fails the run and changes nothing.
+#[test]
+fn enclosing_prefixes_are_checked_for_a_table_format_unless_denied() {
+    let w = S3Warehouse::behind_proxy();
+    let src = corpus("alltypes_plain.parquet");
+    w.put_copies(&cold(1), &src, 3);
+    let denied = Fault::Error {
+        status: 403,
+        code: "AccessDenied",
+    };
+    // Only the checks ask for one key: a listing of a prefix asks for whole pages.
+    w.proxy().add(Rule::new(denied).query("max-keys=1"));
+    let run = w.run(&["once"], &[]);
+    run.expect_code(0);
+    assert_eq!(w.proxy().injected().len(), 3, "one per marker, not retried");
+    assert!(
+        run.stderr()
+            .contains("cannot tell whether events/ lies inside a Delta Lake, Hudi or Iceberg"),
+        "{}",
+        run.stderr()
+    );
+    let outputs = w.outputs(&cold(1));
+    assert_eq!(w.files(&cold(1)), outputs, "compacted as plain Parquet");
+    assert_eq!(
+        w.assert_same_rows(&outputs[0], &vec![src.clone(); 3])["rows"],
+        24
+    );
+
+    w.proxy().clear();
+    w.put_copies(&cold(2), &src, 3);
+    w.put("_delta_log/00000000000000000000.json", &src);
+    let run = w.run(&["once"], &[]);
+    run.expect_code(1);
+    assert!(
+        run.stdout().contains(
+            "_delta_log/ shows a table kept by Delta Lake around the configured prefix events/"
+        ),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(w.files(&cold(2)).len(), 3, "nothing merged");
+    assert!(w.outputs(&cold(2)).is_empty());
+}
+
 /// Issue 7: S3 answers each read after a round trip, so footers and inputs are read several at
 /// once, never more than `READS_AT_ONCE`. One at a time, a 1,000-file partition waits 1,000
 /// round trips or more.

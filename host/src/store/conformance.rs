@@ -23,6 +23,7 @@ pub async fn run_all(store: &dyn Store, supports: Supports) {
     put_get_head_roundtrip(store).await;
     ranges(store).await;
     listing_is_one_sorted_level(store).await;
+    holds_objects_at_any_depth(store).await;
     put_replaces_whole_objects(store).await;
     put_if_absent_creates_once(store).await;
     if supports.if_match {
@@ -97,6 +98,26 @@ async fn listing_is_one_sorted_level(store: &dyn Store) {
         .await
         .expect("list missing");
     assert!(empty.objects.is_empty() && empty.prefixes.is_empty());
+}
+
+async fn holds_objects_at_any_depth(store: &dyn Store) {
+    for key in ["conf/holds/direct", "conf/holds/deep/er/object"] {
+        write(store, key, b"x").await;
+    }
+    for (prefix, holds) in [
+        ("conf/holds/", true),
+        ("conf/holds/deep/", true),
+        ("conf/holds/deep/er/", true),
+        ("conf/holds/de/", false), // a prefix of a name, not of a path
+        ("conf/holds/direct/", false),
+        ("conf/holds-not/", false),
+    ] {
+        assert_eq!(
+            store.holds_objects(prefix).await.expect("holds_objects"),
+            holds,
+            "{prefix}"
+        );
+    }
 }
 
 async fn put_replaces_whole_objects(store: &dyn Store) {

@@ -89,6 +89,10 @@ impl Store for FaultyStore {
         self.enter(Op::List, prefix).await?;
         self.inner.list(prefix).await
     }
+    async fn holds_objects(&self, prefix: &str) -> Result<bool, StoreError> {
+        self.enter(Op::List, prefix).await?;
+        self.inner.holds_objects(prefix).await
+    }
     async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
         self.enter(Op::Head, key).await?;
         self.inner.head(key).await

@@ -44,6 +44,15 @@ impl LocalStore {
         Ok(self.root.join(key))
     }
 
+    /// The directory of a prefix (empty or ending in `/`).
+    fn dir(&self, prefix: &str) -> Result<PathBuf, StoreError> {
+        if prefix.is_empty() {
+            Ok(self.root.clone())
+        } else {
+            self.path(prefix.trim_end_matches('/'))
+        }
+    }
+
     fn remove_stale_temp_files(&self) {
         remove_stale_files(&self.root.join(TMP_DIR), STALE_TMP_AGE, |_| true);
     }
@@ -85,6 +94,12 @@ fn backend_error(key: &str, e: std::io::Error) -> StoreError {
         StoreError::NotFound {
             key: key.to_string(),
         }
+    } else if e.kind() == std::io::ErrorKind::PermissionDenied {
+        StoreError::Denied {
+            backend: "local",
+            key: key.to_string(),
+            message: e.to_string(),
+        }
     } else {
         StoreError::Backend {
             backend: "local",
@@ -92,6 +107,25 @@ fn backend_error(key: &str, e: std::io::Error) -> StoreError {
             message: e.to_string(),
         }
     }
+}
+
+/// Whether a file lies anywhere below `dir`; stops at the first one found. A missing `dir`,
+/// or a file of that name, holds none.
+fn holds_files(dir: &Path) -> std::io::Result<bool> {
+    use std::io::ErrorKind::{NotADirectory, NotFound};
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if matches!(e.kind(), NotFound | NotADirectory) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let file_type = entry.file_type()?;
+        if file_type.is_file() || (file_type.is_dir() && holds_files(&entry.path())?) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The modification time an ETag of [`meta_of`] carries, in nanoseconds.
@@ -175,11 +209,7 @@ impl Store for LocalStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
-        let dir = if prefix.is_empty() {
-            self.root.clone()
-        } else {
-            self.path(prefix.trim_end_matches('/'))?
-        };
+        let dir = self.dir(prefix)?;
         let prefix = prefix.to_string();
         blocking(move || {
             let mut listing = Listing::default();
@@ -216,6 +246,12 @@ impl Store for LocalStore {
             Ok(listing)
         })
         .await
+    }
+
+    async fn holds_objects(&self, prefix: &str) -> Result<bool, StoreError> {
+        let dir = self.dir(prefix)?;
+        let prefix = prefix.to_string();
+        blocking(move || holds_files(&dir).map_err(|e| backend_error(&prefix, e))).await
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {

@@ -51,6 +51,13 @@ pub enum StoreError {
     Changed { key: String },
     #[error("{key}: invalid key: {reason}")]
     InvalidKey { key: String, reason: &'static str },
+    /// The store refused the request for lack of permission (S3's 403, a local EACCES).
+    #[error("{key}: {backend} store: access denied: {message}")]
+    Denied {
+        backend: &'static str,
+        key: String,
+        message: String,
+    },
     #[error("{key}: {backend} store: {message}")]
     Backend {
         backend: &'static str,
@@ -66,6 +73,9 @@ impl StoreError {
             StoreError::NotFound { .. } => "no such object".into(),
             StoreError::Changed { .. } => "changed since it was listed".into(),
             StoreError::InvalidKey { reason, .. } => format!("invalid key: {reason}"),
+            StoreError::Denied {
+                backend, message, ..
+            } => format!("{backend} store: access denied: {message}"),
             StoreError::Backend {
                 backend, message, ..
             } => format!("{backend} store: {message}"),
@@ -130,6 +140,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Lists one level below `prefix` (which is empty or ends in `/`): the objects directly
     /// under it and the prefixes of deeper objects. Our own temporary objects are not listed.
     async fn list(&self, prefix: &str) -> Result<Listing, StoreError>;
+
+    /// Whether any object lies below `prefix` (which ends in `/`), at any depth: one request
+    /// however many there are, for checks that need no listing.
+    async fn holds_objects(&self, prefix: &str) -> Result<bool, StoreError>;
 
     /// Metadata of one object.
     async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError>;

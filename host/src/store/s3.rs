@@ -372,12 +372,17 @@ fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     key: &str,
     e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> StoreError {
-    if status(&e) == Some(404) {
-        return StoreError::NotFound {
+    match status(&e) {
+        Some(404) => StoreError::NotFound {
             key: key.to_string(),
-        };
+        },
+        Some(403) => StoreError::Denied {
+            backend: "s3",
+            key: key.to_string(),
+            message: describe(e),
+        },
+        _ => backend(key, describe(e)),
     }
-    backend(key, describe(e))
 }
 
 fn millis(t: Option<&aws_sdk_s3::primitives::DateTime>) -> i64 {
@@ -425,6 +430,21 @@ impl Store for S3Store {
         listing.objects.sort_by(|a, b| a.key.cmp(&b.key));
         listing.prefixes.sort();
         Ok(listing)
+    }
+
+    async fn holds_objects(&self, prefix: &str) -> Result<bool, StoreError> {
+        validate_key(prefix.trim_end_matches('/'))?;
+        count(&self.counts.list);
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.location.bucket)
+            .prefix(format!("{}{prefix}", self.location.prefix))
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| sdk_error(prefix, e))?;
+        Ok(!page.contents().is_empty())
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
