@@ -116,6 +116,7 @@ impl App {
             tables.push(TableSpec {
                 name: t.name.clone(),
                 prefix: t.prefix.clone(),
+                data_files: t.data_files.clone(),
                 plugin: Arc::new(plugin),
             });
         }

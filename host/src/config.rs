@@ -240,6 +240,9 @@ pub struct RawTable {
     /// start and when the daemon sees it change.
     #[serde(default)]
     pub plugin_sha256: Option<String>,
+    /// Which files are data: names ending in this (any case); `""` takes every visible file.
+    #[serde(default)]
+    pub file_suffix: Option<String>,
     /// Handed to the plugin's `configure` as strings.
     #[serde(default)]
     pub settings: BTreeMap<String, toml::Value>,
@@ -322,6 +325,8 @@ pub struct TableConfig {
     pub plugin: PluginSource,
     /// The pinned SHA-256 of a plugin file (lowercase hex), if any.
     pub plugin_sha256: Option<String>,
+    /// Which of a partition's files are data (`file_suffix`).
+    pub data_files: crate::layout::DataFiles,
     pub settings: Vec<(String, String)>,
 }
 
@@ -505,11 +510,22 @@ impl Config {
                     Some(hex)
                 }
             };
+            let suffix = t
+                .file_suffix
+                .as_deref()
+                .unwrap_or(crate::layout::DataFiles::DEFAULT_SUFFIX);
+            if suffix.contains('/') {
+                return Err(fail(format!(
+                    "{at}: file_suffix = {suffix:?}: the end of a file's name, without `/` \
+                     (\".parquet\", or \"\" for every file)"
+                )));
+            }
             tables.push(TableConfig {
                 name: t.name,
                 prefix,
                 plugin,
                 plugin_sha256,
+                data_files: crate::layout::DataFiles::ending_in(suffix),
                 settings,
             });
         }
@@ -720,6 +736,7 @@ min_files = 2
         );
         assert_eq!(c.tables[0].prefix, "events/");
         assert_eq!(c.tables[0].plugin, PluginSource::Embedded);
+        assert_eq!(c.tables[0].data_files, crate::layout::DataFiles::default());
         assert_eq!(
             c.tables[0].settings,
             vec![
@@ -851,6 +868,13 @@ min_files = 2
                     "name = \"events\"\nplugin_sha256 = \"ab\"",
                 ),
                 "built-in default needs none",
+            ),
+            (
+                MINIMAL.replace(
+                    "name = \"events\"",
+                    "name = \"events\"\nfile_suffix = \"x/.parquet\"",
+                ),
+                "file_suffix = \"x/.parquet\": the end of a file's name",
             ),
         ];
         for (text, needle) in cases {

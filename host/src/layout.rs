@@ -42,26 +42,77 @@ pub fn is_hidden(name: &str) -> bool {
     name.starts_with('_') || name.starts_with('.')
 }
 
-/// Whether an object is a data file of its partition.
-/// One level of a listing, split into its data files and the sub-prefixes worth walking
-/// (hidden ones such as `_temporary/` are not).
-pub fn data_and_subprefixes(listing: crate::store::Listing) -> (Vec<ObjectMeta>, Vec<String>) {
-    let files = listing
-        .objects
-        .into_iter()
-        .filter(|o| is_data_file(&o.key))
-        .collect();
-    let subs = listing
-        .prefixes
-        .into_iter()
-        .filter(|p| !is_hidden(last_segment(p)))
-        .collect();
-    (files, subs)
+/// Which objects of a partition are its data files: visible names ending in the table's
+/// `file_suffix` (any case), and compactor's own merged files. An empty suffix takes every
+/// visible file: Hive (`000000_0`), Trino and Flink name Parquet files without one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DataFiles {
+    /// Lowercase.
+    suffix: String,
 }
 
-pub fn is_data_file(key: &str) -> bool {
-    let name = crate::store::file_name(key);
-    !is_hidden(name) && name.to_ascii_lowercase().ends_with(".parquet")
+impl Default for DataFiles {
+    fn default() -> Self {
+        DataFiles::ending_in(DataFiles::DEFAULT_SUFFIX)
+    }
+}
+
+impl DataFiles {
+    pub const DEFAULT_SUFFIX: &str = ".parquet";
+
+    pub fn ending_in(suffix: &str) -> DataFiles {
+        DataFiles {
+            suffix: suffix.to_ascii_lowercase(),
+        }
+    }
+
+    pub fn matches(&self, key: &str) -> bool {
+        let name = crate::store::file_name(key);
+        let lower = name.to_ascii_lowercase();
+        // Merged files are named `.parquet` whatever the suffix, and must be seen as data by
+        // the next run: to finish their commit, and to be merged again with what came after.
+        !is_hidden(name)
+            && (lower.ends_with(&self.suffix) || (is_output(name) && lower.ends_with(".parquet")))
+    }
+
+    /// For messages: `*.parquet`, or `every visible file`.
+    pub fn describe(&self) -> String {
+        if self.suffix.is_empty() {
+            "every visible file".into()
+        } else {
+            format!("*{}", self.suffix)
+        }
+    }
+}
+
+/// One level of a listing, split for the walk.
+#[derive(Debug, Default)]
+pub struct Level {
+    /// The data files directly under the prefix.
+    pub files: Vec<ObjectMeta>,
+    /// Visible objects that are not data files by the table's suffix (never touched).
+    pub others: Vec<String>,
+    /// The sub-prefixes worth walking (hidden ones such as `_temporary/` are not).
+    pub below: Vec<String>,
+}
+
+impl Level {
+    pub fn of(listing: crate::store::Listing, data: &DataFiles) -> Level {
+        let mut level = Level::default();
+        for o in listing.objects {
+            if data.matches(&o.key) {
+                level.files.push(o);
+            } else if !is_hidden(crate::store::file_name(&o.key)) {
+                level.others.push(o.key);
+            }
+        }
+        level.below = listing
+            .prefixes
+            .into_iter()
+            .filter(|p| !is_hidden(last_segment(p)))
+            .collect();
+        level
+    }
 }
 
 /// Whether an object was written by compactor.
@@ -175,12 +226,47 @@ mod tests {
 
     #[test]
     fn data_files_and_hidden_names() {
-        assert!(is_data_file("t/dt=1/part-0.parquet"));
-        assert!(is_data_file("t/dt=1/PART-0.PARQUET"));
-        assert!(!is_data_file("t/dt=1/_SUCCESS"));
-        assert!(!is_data_file("t/dt=1/.part-0.parquet.crc"));
-        assert!(!is_data_file("t/dt=1/_tmp.parquet"));
-        assert!(!is_data_file("t/dt=1/notes.txt"));
+        let parquet = DataFiles::default();
+        assert!(parquet.matches("t/dt=1/part-0.parquet"));
+        assert!(parquet.matches("t/dt=1/PART-0.PARQUET"));
+        assert!(!parquet.matches("t/dt=1/_SUCCESS"));
+        assert!(!parquet.matches("t/dt=1/.part-0.parquet.crc"));
+        assert!(!parquet.matches("t/dt=1/_tmp.parquet"));
+        assert!(!parquet.matches("t/dt=1/notes.txt"));
+        assert!(!parquet.matches("t/dt=1/000000_0"));
+
+        let every = DataFiles::ending_in("");
+        assert!(every.matches("t/dt=1/000000_0"));
+        assert!(every.matches("t/dt=1/notes.txt"));
+        assert!(!every.matches("t/dt=1/_SUCCESS"));
+        assert!(!every.matches("t/dt=1/.hive-staging_1"));
+
+        let impala = DataFiles::ending_in(".PARQ");
+        assert!(impala.matches("t/dt=1/f2_data.0.parq"));
+        assert!(!impala.matches("t/dt=1/part-0.parquet"));
+        assert!(
+            impala.matches("t/dt=1/compacted-0123.parquet"),
+            "ours, whatever the suffix"
+        );
+        assert!(!impala.matches("t/dt=1/compacted-0123.json"));
+
+        let level = Level::of(
+            crate::store::Listing {
+                objects: ["t/a.parquet", "t/000000_0", "t/_SUCCESS"]
+                    .map(|key| ObjectMeta {
+                        key: key.into(),
+                        size: 1,
+                        last_modified_ms: 0,
+                        etag: String::new(),
+                    })
+                    .to_vec(),
+                prefixes: vec!["t/dt=1/".into(), "t/_temporary/".into()],
+            },
+            &parquet,
+        );
+        assert_eq!(level.files.len(), 1);
+        assert_eq!(level.others, ["t/000000_0"]);
+        assert_eq!(level.below, ["t/dt=1/"]);
         assert!(is_output("t/dt=1/compacted-0123.parquet"));
         assert!(!is_output("t/dt=1/part-compacted-0123.parquet"));
     }

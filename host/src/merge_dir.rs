@@ -13,7 +13,7 @@ use anyhow::Context;
 use futures::StreamExt;
 
 use crate::config::MergeConfig;
-use crate::layout::data_and_subprefixes;
+use crate::layout::{DataFiles, Level};
 use crate::merge::footer::{InputFile, read_inputs};
 use crate::merge::schema::split_compatible;
 use crate::merge::spool::merge_to_spool;
@@ -58,8 +58,9 @@ async fn directories(store: &dyn Store) -> anyhow::Result<Vec<(String, Vec<Objec
     let mut out = Vec::new();
     let mut stack = vec![String::new()];
     while let Some(prefix) = stack.pop() {
-        let (files, subs) = data_and_subprefixes(store.list(&prefix).await?);
-        stack.extend(subs.into_iter().rev());
+        let Level { files, below, .. } =
+            Level::of(store.list(&prefix).await?, &DataFiles::default());
+        stack.extend(below.into_iter().rev());
         if !files.is_empty() {
             out.push((prefix, files));
         }

@@ -9,9 +9,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::journal::{self, Recovery};
-use crate::layout::{
-    Partition, TableFormat, data_and_subprefixes, enclosing_prefixes, partition_keys,
-};
+use crate::layout::{DataFiles, Level, Partition, TableFormat, enclosing_prefixes, partition_keys};
 use crate::policy::{Decision, PolicyPlugin};
 use crate::store::{Listing, ObjectMeta, Store, StoreError};
 
@@ -31,6 +29,30 @@ pub struct TablePlan {
     /// Prefixes the policy called hot, not listed.
     pub hot: Vec<String>,
     pub partitions: Vec<PartitionPlan>,
+    /// Visible files the walk found that are not data files by the table's `file_suffix`.
+    #[serde(skip_serializing_if = "OtherFiles::is_empty")]
+    pub other_files: OtherFiles,
+}
+
+/// Files left alone because of their names: how many, and the first by key (for the hint that
+/// writers such as Hive name Parquet files without a suffix).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OtherFiles {
+    pub count: usize,
+    pub first: Option<String>,
+    /// What the table takes as data (`*.parquet`).
+    pub data_files: String,
+}
+
+impl OtherFiles {
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn add(&mut self, keys: Vec<String>) {
+        self.count += keys.len();
+        self.first = self.first.take().into_iter().chain(keys).min();
+    }
 }
 
 /// One partition: first finish earlier runs' commits, then act on the decision.
@@ -80,6 +102,7 @@ impl GroupPlan {
 pub struct TableSpec {
     pub name: String,
     pub prefix: String,
+    pub data_files: DataFiles,
     pub plugin: Arc<PolicyPlugin>,
 }
 
@@ -128,6 +151,10 @@ async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TableP
         ),
         hot: Vec::new(),
         partitions: Vec::new(),
+        other_files: OtherFiles {
+            data_files: table.data_files.describe(),
+            ..OtherFiles::default()
+        },
     };
     if let Some(refusal) = enclosing_table_refusal(store, table).await {
         let partition = Partition {
@@ -156,11 +183,19 @@ async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TableP
         };
         match visited {
             Visited::Hot(prefix) => out.hot.push(prefix),
-            Visited::Listed { partition, below } => {
+            Visited::Listed {
+                partition,
+                others,
+                below,
+            } => {
                 waiting.extend(below);
                 out.partitions.extend(partition);
+                out.other_files.add(others);
             }
         }
+    }
+    if !out.other_files.is_empty() {
+        tracing::info!(table = %table.name, "{}", out.other_files);
     }
     out.hot.sort();
     out.partitions
@@ -172,10 +207,11 @@ async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TableP
 enum Visited {
     /// The policy called it hot: not listed.
     Hot(String),
-    /// Listed (or failed): the partition's plan when it holds data files or failed, and the
-    /// prefixes below it.
+    /// Listed (or failed): the partition's plan when it holds data files or failed, the
+    /// visible files that are not data, and the prefixes below it.
     Listed {
         partition: Option<PartitionPlan>,
+        others: Vec<String>,
         below: Vec<String>,
     },
 }
@@ -188,6 +224,7 @@ async fn visit(store: &dyn Store, table: &TableSpec, prefix: String, now_ms: i64
     };
     let failed_with = |partition, error| Visited::Listed {
         partition: Some(failed(partition, error)),
+        others: Vec::new(),
         below: Vec::new(),
     };
     let p = partition.clone();
@@ -208,13 +245,21 @@ async fn visit(store: &dyn Store, table: &TableSpec, prefix: String, now_ms: i64
     if let Some(refusal) = table_format_refusal(store, &listing).await {
         return failed_with(partition, refusal);
     }
-    let (files, below) = data_and_subprefixes(listing);
+    let Level {
+        files,
+        others,
+        below,
+    } = Level::of(listing, &table.data_files);
     let partition = if files.is_empty() {
         None
     } else {
         Some(plan_partition(store, table, partition, files, now_ms).await)
     };
-    Visited::Listed { partition, below }
+    Visited::Listed {
+        partition,
+        others,
+        below,
+    }
 }
 
 /// Why a prefix whose listing shows the root of a Delta Lake, Hudi or Iceberg table must not be
@@ -429,7 +474,25 @@ impl std::fmt::Display for CompactionPlan {
                     }
                 }
             }
+            if !t.other_files.is_empty() {
+                writeln!(f, "  {}", t.other_files)?;
+            }
         }
         Ok(())
+    }
+}
+
+impl std::fmt::Display for OtherFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} other file{} left alone, not named {} (first: {}); if they are Parquet named \
+             otherwise (Hive's 000000_0, Trino, Flink), set this table's file_suffix (\"\" takes \
+             every visible file)",
+            self.count,
+            if self.count == 1 { "" } else { "s" },
+            self.data_files,
+            self.first.as_deref().unwrap_or("?")
+        )
     }
 }

@@ -474,3 +474,71 @@ fn tables_kept_by_a_table_format_are_refused_and_left_as_they_are() {
     assert_eq!(w.files(&cold(3)), outputs, "a plain table is compacted");
     assert_same_rows(&w.path(&outputs[0]), &vec![small(); 3]);
 }
+
+/// Hive names its Parquet files `000000_0`, Impala `*.parq`: by default they are not data (only
+/// `*.parquet` is), and `plan` says so with a hint. With the table's `file_suffix` they are
+/// compacted; the merged file, named `.parquet` whatever the suffix, is data to the next run.
+#[test]
+fn data_files_are_chosen_by_the_tables_file_suffix() {
+    let hive = |settings: &str| {
+        Warehouse::with_tables(&format!(
+            "[[tables]]\nname = \"events\"\nprefix = \"events/\"\n{settings}\n"
+        ))
+    };
+    let w = hive("");
+    for i in 0..3 {
+        w.put(&format!("{}00000{i}_0", cold(3)), &small());
+    }
+    let before = whole_tree(&w);
+    let plan = w.run(&["plan"]);
+    plan.expect_code(0);
+    let hint = format!(
+        "  3 other files left alone, not named *.parquet (first: {}000000_0); if they are \
+         Parquet named otherwise",
+        cold(3)
+    );
+    assert!(plan.stdout().contains(&hint), "{}", plan.stdout());
+    w.run(&["once"]).expect_code(0);
+    assert_eq!(whole_tree(&w), before, "not data by default: left alone");
+
+    let w = hive("file_suffix = \"\"");
+    for i in 0..3 {
+        w.put(&format!("{}00000{i}_0", cold(3)), &small());
+    }
+    std::fs::write(w.path(&format!("{}_SUCCESS", cold(3))), b"").unwrap();
+    w.run(&["once"]).expect_code(0);
+    let outputs = w.outputs(&cold(3));
+    assert_eq!(
+        w.files(&cold(3)),
+        [format!("{}_SUCCESS", cold(3)), outputs[0].clone()],
+        "every visible file merged; _SUCCESS is hidden, not data"
+    );
+    assert!(outputs[0].ends_with(".parquet"), "{outputs:?}");
+    assert_same_rows(&w.path(&outputs[0]), &vec![small(); 3]);
+
+    let w = hive("file_suffix = \".parq\"");
+    for i in 0..3 {
+        w.put(&format!("{}f{i}_data.0.parq", cold(3)), &small());
+    }
+    w.put(&format!("{}part-0.parquet", cold(3)), &small());
+    w.run(&["once"]).expect_code(0);
+    let first = w.outputs(&cold(3));
+    assert_eq!(first.len(), 1);
+    assert_same_rows(&w.path(&first[0]), &vec![small(); 3]);
+    // The next files are merged with the merged file, which must count as data.
+    for i in 3..5 {
+        w.put(&format!("{}f{i}_data.0.parq", cold(3)), &small());
+    }
+    w.run(&["once"]).expect_code(0);
+    let second = w.outputs(&cold(3));
+    assert_eq!(second.len(), 1);
+    assert_ne!(second, first);
+    assert_same_rows(&w.path(&second[0]), &vec![small(); 5]);
+    let mut left = w.files(&cold(3));
+    left.retain(|k| !second.contains(k));
+    assert_eq!(
+        left,
+        [format!("{}part-0.parquet", cold(3))],
+        "not data: left alone"
+    );
+}
