@@ -139,6 +139,16 @@ pub struct RawStore {
     /// merge within 16 MiB) (default 32). Lower it for a small S3-compatible server.
     #[serde(default)]
     pub concurrent_reads: Option<usize>,
+    /// S3 only: server-side encryption of every object written, `AES256`, `aws:kms` or
+    /// `aws:kms:dsse` (default: the bucket's default encryption).
+    #[serde(default)]
+    pub server_side_encryption: Option<String>,
+    /// S3 only, with `aws:kms`: the KMS key (id, alias or ARN; default: the account's `aws/s3`).
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    /// S3 only: the storage class of merged files (default: the bucket's, `STANDARD`).
+    #[serde(default)]
+    pub storage_class: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -599,6 +609,54 @@ fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// How objects are written to S3: encryption and storage class, checked against what S3 takes.
+fn parse_writes(raw: &RawStore) -> Result<crate::store::s3::WriteOptions, String> {
+    const ENCRYPTIONS: [&str; 3] = ["AES256", "aws:kms", "aws:kms:dsse"];
+    // The commit reads each merged file back, and queries read it at once: an archive class
+    // (GLACIER, DEEP_ARCHIVE) would make it unreadable until restored.
+    const CLASSES: [&str; 6] = [
+        "STANDARD",
+        "INTELLIGENT_TIERING",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "GLACIER_IR",
+        "REDUCED_REDUNDANCY",
+    ];
+    if let Some(sse) = &raw.server_side_encryption
+        && !ENCRYPTIONS.contains(&sse.as_str())
+    {
+        return Err(format!(
+            "[store] server_side_encryption = {sse:?}: expected one of {}",
+            ENCRYPTIONS.join(", ")
+        ));
+    }
+    if raw.kms_key_id.is_some()
+        && !raw
+            .server_side_encryption
+            .as_deref()
+            .is_some_and(|sse| sse.starts_with("aws:kms"))
+    {
+        return Err(
+            "[store] kms_key_id needs server_side_encryption = \"aws:kms\" (or \"aws:kms:dsse\")"
+                .into(),
+        );
+    }
+    if let Some(class) = &raw.storage_class
+        && !CLASSES.contains(&class.as_str())
+    {
+        return Err(format!(
+            "[store] storage_class = {class:?}: expected one of {} (archive classes are refused: \
+             a merged file is read back at once, by compactor and by queries)",
+            CLASSES.join(", ")
+        ));
+    }
+    Ok(crate::store::s3::WriteOptions {
+        server_side_encryption: raw.server_side_encryption.clone(),
+        kms_key_id: raw.kms_key_id.clone(),
+        storage_class: raw.storage_class.clone(),
+    })
+}
+
 fn parse_store(raw: &RawStore, base: &Path) -> Result<StoreConfig, String> {
     let url = raw.url.as_str();
     if let Some(rest) = url.strip_prefix("s3://") {
@@ -652,6 +710,7 @@ fn parse_store(raw: &RawStore, base: &Path) -> Result<StoreConfig, String> {
             retry_backoff_ms,
             timeout_ms,
             concurrent_reads,
+            writes: parse_writes(raw)?,
         }));
     }
     if raw.region.is_some()
@@ -661,10 +720,14 @@ fn parse_store(raw: &RawStore, base: &Path) -> Result<StoreConfig, String> {
         || raw.retry_backoff.is_some()
         || raw.timeout.is_some()
         || raw.concurrent_reads.is_some()
+        || raw.server_side_encryption.is_some()
+        || raw.kms_key_id.is_some()
+        || raw.storage_class.is_some()
     {
         return Err(
-            "[store] region, endpoint, path_style, max_attempts, retry_backoff, timeout and \
-             concurrent_reads apply to s3:// stores only"
+            "[store] region, endpoint, path_style, max_attempts, retry_backoff, timeout, \
+             concurrent_reads, server_side_encryption, kms_key_id and storage_class apply to \
+             s3:// stores only"
                 .into(),
         );
     }
@@ -903,6 +966,7 @@ min_files = 2
                 retry_backoff_ms: 1000,
                 timeout_ms: 60_000,
                 concurrent_reads: 32,
+                writes: Default::default(),
             })
         );
         let c = parse(&MINIMAL.replace(
@@ -914,6 +978,46 @@ min_files = 2
             panic!("an s3 store")
         };
         assert_eq!(location.concurrent_reads, 4);
+
+        let c = parse(&MINIMAL.replace(
+            "url = \"file://./warehouse\"",
+            "url = \"s3://lake\"\nserver_side_encryption = \"aws:kms\"\n\
+             kms_key_id = \"alias/lake\"\nstorage_class = \"INTELLIGENT_TIERING\"",
+        ))
+        .unwrap();
+        let StoreConfig::S3(location) = c.store else {
+            panic!("an s3 store")
+        };
+        assert_eq!(
+            location.writes,
+            crate::store::s3::WriteOptions {
+                server_side_encryption: Some("aws:kms".into()),
+                kms_key_id: Some("alias/lake".into()),
+                storage_class: Some("INTELLIGENT_TIERING".into()),
+            }
+        );
+        for (store, needle) in [
+            (
+                "url = \"s3://lake\"\nserver_side_encryption = \"kms\"",
+                "expected one of AES256, aws:kms, aws:kms:dsse",
+            ),
+            (
+                "url = \"s3://lake\"\nserver_side_encryption = \"AES256\"\nkms_key_id = \"k\"",
+                "kms_key_id needs server_side_encryption = \"aws:kms\"",
+            ),
+            (
+                "url = \"s3://lake\"\nstorage_class = \"GLACIER\"",
+                "archive classes are refused",
+            ),
+            (
+                "url = \"file://./w\"\nstorage_class = \"STANDARD\"",
+                "apply to s3:// stores only",
+            ),
+        ] {
+            let text = MINIMAL.replace("url = \"file://./warehouse\"", store);
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle:?} not in {err}");
+        }
     }
 
     proptest::proptest! {

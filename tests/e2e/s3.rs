@@ -80,6 +80,17 @@ prefix = "events/"
         }
     }
 
+    /// More `[store]` lines for the config.
+    fn add_store_settings(&self, lines: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replacen(
+            "path_style = true\n",
+            &format!("path_style = true\n{lines}"),
+            1,
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     fn proxy(&self) -> &FaultProxy {
         self.proxy.as_ref().expect("a warehouse behind the proxy")
     }
@@ -421,6 +432,41 @@ fn enclosing_prefixes_are_checked_for_a_table_format_unless_denied() {
     );
     assert_eq!(w.files(&cold(2)).len(), 3, "nothing merged");
     assert!(w.outputs(&cold(2)).is_empty());
+}
+
+/// `[store] server_side_encryption`, `kms_key_id` and `storage_class` reach the merged file
+/// through the binary: S3 reports them on it, and its rows are the inputs'.
+#[test]
+fn merged_files_are_written_with_the_configured_encryption_and_class() {
+    let w = S3Warehouse::new();
+    let key_arn = "arn:aws:kms:us-east-1:123456789012:key/merged";
+    w.add_store_settings(&format!(
+        "server_side_encryption = \"aws:kms\"\nkms_key_id = \"{key_arn}\"\n\
+         storage_class = \"STANDARD_IA\"\n"
+    ));
+    let src = corpus("alltypes_plain.parquet");
+    w.put_copies(&cold(1), &src, 3);
+    w.run(&["once"], &[]).expect_code(0);
+    let outputs = w.outputs(&cold(1));
+    assert_eq!(w.files(&cold(1)), outputs);
+    let head =
+        w.rt.block_on(
+            w.store
+                .client()
+                .head_object()
+                .bucket(BUCKET)
+                .key(format!("{ROOT}{}", outputs[0]))
+                .send(),
+        )
+        .unwrap();
+    use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(head.ssekms_key_id(), Some(key_arn));
+    assert_eq!(head.storage_class(), Some(&StorageClass::StandardIa));
+    assert_eq!(w.assert_same_rows(&outputs[0], &vec![src; 3])["rows"], 24);
 }
 
 /// Issue 7: S3 answers each read after a round trip, so footers and inputs are read several at

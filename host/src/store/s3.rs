@@ -22,7 +22,10 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption,
+    StorageClass,
+};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
@@ -64,6 +67,31 @@ pub struct S3Location {
     pub timeout_ms: u64,
     /// Reads in flight at once ([`Store::reads_at_once`]); [`READS_AT_ONCE`] by default.
     pub concurrent_reads: usize,
+    pub writes: WriteOptions,
+}
+
+/// How objects are written; `None` leaves each to the bucket's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// `AES256`, `aws:kms` or `aws:kms:dsse`, on every object written: a bucket policy may
+    /// refuse writes without it, and merged files must stay encrypted as their inputs were.
+    pub server_side_encryption: Option<String>,
+    /// The KMS key of `aws:kms`.
+    pub kms_key_id: Option<String>,
+    /// Merged files' storage class (not leases: small and short-lived).
+    pub storage_class: Option<String>,
+}
+
+impl WriteOptions {
+    fn encryption(&self) -> Option<ServerSideEncryption> {
+        self.server_side_encryption
+            .as_deref()
+            .map(ServerSideEncryption::from)
+    }
+
+    fn storage_class(&self) -> Option<StorageClass> {
+        self.storage_class.as_deref().map(StorageClass::from)
+    }
 }
 
 #[derive(Debug)]
@@ -150,6 +178,8 @@ impl S3Store {
             .put_object()
             .bucket(&self.location.bucket)
             .key(&full)
+            .set_server_side_encryption(self.location.writes.encryption())
+            .set_ssekms_key_id(self.location.writes.kms_key_id.clone())
             .body(ByteStream::from(data));
         let request = match if_match {
             None => request.if_none_match("*"),
@@ -225,6 +255,9 @@ impl S3Store {
             .put_object()
             .bucket(&self.location.bucket)
             .key(full)
+            .set_server_side_encryption(self.location.writes.encryption())
+            .set_ssekms_key_id(self.location.writes.kms_key_id.clone())
+            .set_storage_class(self.location.writes.storage_class())
             .body(body)
             .send()
             .await
@@ -239,6 +272,9 @@ impl S3Store {
             .create_multipart_upload()
             .bucket(&self.location.bucket)
             .key(full)
+            .set_server_side_encryption(self.location.writes.encryption())
+            .set_ssekms_key_id(self.location.writes.kms_key_id.clone())
+            .set_storage_class(self.location.writes.storage_class())
             .send()
             .await
             .map_err(describe)?;
@@ -780,6 +816,64 @@ mod tests {
             .await
             .unwrap();
         assert!(open.uploads().is_empty());
+    }
+
+    /// Every object written carries the configured encryption (a bucket policy may refuse
+    /// writes without it), merged files the configured storage class too: single PUTs,
+    /// multipart uploads and conditional writes alike, as S3 reports them back.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn writes_carry_the_configured_encryption_and_storage_class() {
+        let moto = TestS3Server::moto().unwrap();
+        moto.bucket("sealed", "").await.unwrap();
+        let mut location = moto.location("sealed", "");
+        location.writes = WriteOptions {
+            server_side_encryption: Some("aws:kms".into()),
+            kms_key_id: Some("arn:aws:kms:us-east-1:123456789012:key/compactor-test".into()),
+            storage_class: Some("INTELLIGENT_TIERING".into()),
+        };
+        let store = S3Store::connect(
+            location.clone(),
+            Some((TEST_ACCESS_KEY.into(), TEST_SECRET_KEY.into())),
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let (small, big) = (dir.path().join("small"), dir.path().join("big"));
+        std::fs::write(&small, b"small").unwrap();
+        std::fs::write(&big, vec![7u8; (PART_SIZE + 777) as usize]).unwrap();
+        store.put_file("t/small.parquet", &small).await.unwrap();
+        store.put_file("t/big.parquet", &big).await.unwrap();
+        assert!(
+            store
+                .put_if_absent("t/lease", Bytes::from_static(b"l"))
+                .await
+                .unwrap()
+        );
+        for (key, data_file) in [
+            ("t/small.parquet", true),
+            ("t/big.parquet", true),
+            ("t/lease", false),
+        ] {
+            let head = store
+                .client()
+                .head_object()
+                .bucket("sealed")
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                head.server_side_encryption(),
+                Some(&ServerSideEncryption::AwsKms),
+                "{key}"
+            );
+            assert_eq!(
+                head.ssekms_key_id(),
+                location.writes.kms_key_id.as_deref(),
+                "{key}"
+            );
+            let class = data_file.then_some(&StorageClass::IntelligentTiering);
+            assert_eq!(head.storage_class(), class, "{key}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread")]

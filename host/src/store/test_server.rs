@@ -116,6 +116,7 @@ impl TestS3Server {
             retry_backoff_ms: 50,
             timeout_ms: 60_000,
             concurrent_reads: super::s3::READS_AT_ONCE,
+            writes: Default::default(),
         }
     }
 
