@@ -116,6 +116,7 @@ impl App {
             tables.push(TableSpec {
                 name: t.name.clone(),
                 prefix: t.prefix.clone(),
+                walk_from: vec![t.prefix.clone()],
                 data_files: t.data_files.clone(),
                 plugin: Arc::new(plugin),
             });
@@ -126,6 +127,34 @@ impl App {
             tables,
             engine,
         })
+    }
+
+    /// Narrows runs to `prefixes` (`--prefix`): directories in the store, each inside a
+    /// configured table or enclosing one. Tables none of them concerns are left out.
+    pub fn narrow_to(&mut self, prefixes: &[String]) -> Result<(), UsageError> {
+        if prefixes.is_empty() {
+            return Ok(());
+        }
+        let mut dirs = Vec::new();
+        for given in prefixes {
+            let dir = crate::config::normalize_prefix(given)
+                .map_err(|e| UsageError(format!("--prefix {given:?}: {e}")))?;
+            let concerns = |t: &TableSpec| t.prefix.starts_with(&dir) || dir.starts_with(&t.prefix);
+            if !self.tables.iter().any(concerns) {
+                let tables: Vec<&str> = self.tables.iter().map(|t| t.prefix.as_str()).collect();
+                return Err(UsageError(format!(
+                    "--prefix {given:?} lies in no table of {} (their prefixes: {})",
+                    self.config.path.display(),
+                    tables.join(", ")
+                )));
+            }
+            dirs.push(dir);
+        }
+        self.tables = std::mem::take(&mut self.tables)
+            .into_iter()
+            .filter_map(|t| t.narrowed_to(&dirs))
+            .collect();
+        Ok(())
     }
 
     pub async fn plan(&self, now_ms: i64) -> CompactionPlan {

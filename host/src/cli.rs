@@ -78,10 +78,22 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct OnceArgs {
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Also write the run's metrics to FILE in the Prometheus text format (atomically, for
     /// node_exporter's textfile collector).
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
+}
+
+/// Narrowing a run to part of the configured tables.
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    /// Only partitions at or below PREFIX, a directory inside a configured table
+    /// (events/dt=2026-11-20/) or enclosing tables (events/ is that whole table). Repeatable.
+    /// The policy still decides: a hot partition stays untouched.
+    #[arg(long = "prefix", value_name = "PREFIX")]
+    pub prefixes: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +140,8 @@ pub struct DaemonArgs {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Print the plan as JSON (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,

@@ -745,7 +745,8 @@ fn parse_store(raw: &RawStore, base: &Path) -> Result<StoreConfig, String> {
     ))
 }
 
-fn normalize_prefix(prefix: &str) -> Result<String, String> {
+/// `events` or `/events/` as the key prefix `events/`.
+pub fn normalize_prefix(prefix: &str) -> Result<String, String> {
     let p = prefix.trim_matches('/');
     if p.is_empty() {
         return Err("must name a directory such as \"events/\"".into());

@@ -131,7 +131,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let now = cli.now.unwrap_or_else(now_ms);
     match cli.command {
         Command::Once(args) => {
-            let app = open_app(Config::load(&cli.config)?).await?;
+            let mut app = open_app(Config::load(&cli.config)?).await?;
+            app.narrow_to(&args.scope.prefixes)?;
             let stop = Stop::new();
             compactor::shutdown::on_signals(&stop, app.config.daemon.shutdown_grace);
             let summary = app.run_once(now, &stop).await;
@@ -171,6 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             if let Some(file) = args.plugin {
                 app = blocking(move || with_plugin(app, &file, args.table.as_deref())).await?;
             }
+            app.narrow_to(&args.scope.prefixes)?;
             let plan = app.plan(now).await;
             if args.json {
                 outln!("{}", serde_json::to_string_pretty(&plan)?);

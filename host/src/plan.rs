@@ -102,8 +102,31 @@ impl GroupPlan {
 pub struct TableSpec {
     pub name: String,
     pub prefix: String,
+    /// Where the walk starts: the table's prefix, or the prefixes inside it that a run was
+    /// narrowed to ([`TableSpec::narrowed_to`]).
+    pub walk_from: Vec<String>,
     pub data_files: DataFiles,
     pub plugin: Arc<PolicyPlugin>,
+}
+
+impl TableSpec {
+    /// The table as a run narrowed to `prefixes` (directories, each empty or ending in `/`)
+    /// sees it: whole when one of them encloses its prefix, else walked from those inside it
+    /// (the outermost of nested ones); `None` when none concerns it.
+    pub fn narrowed_to(mut self, prefixes: &[String]) -> Option<TableSpec> {
+        if prefixes.iter().any(|p| self.prefix.starts_with(p.as_str())) {
+            return Some(self);
+        }
+        let mut inside: Vec<String> = prefixes
+            .iter()
+            .filter(|p| p.starts_with(&self.prefix))
+            .cloned()
+            .collect();
+        inside.sort();
+        inside.dedup_by(|deeper, outer| deeper.starts_with(outer.as_str()));
+        self.walk_from = inside;
+        (!self.walk_from.is_empty()).then_some(self)
+    }
 }
 
 /// Plans every table.
@@ -156,20 +179,24 @@ async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TableP
             ..OtherFiles::default()
         },
     };
-    if let Some(refusal) = enclosing_table_refusal(store, table).await {
-        let partition = Partition {
-            table: table.name.clone(),
-            prefix: table.prefix.clone(),
-            keys: Vec::new(),
-        };
-        out.partitions.push(failed(partition, refusal));
-        return out;
-    }
     // Prefixes are visited several at once on a store that gains from it (each listing waits
     // a round trip on S3: a year of hourly partitions is 8,760 of them), then put back in key
     // order, which is the order of a depth-first walk: a prefix sorts before everything below
     // it, and everything below it before its next sibling.
-    let mut waiting = std::collections::VecDeque::from([table.prefix.clone()]);
+    let mut waiting = std::collections::VecDeque::new();
+    for start in &table.walk_from {
+        match enclosing_table_refusal(store, table, start).await {
+            None => waiting.push_back(start.clone()),
+            Some(refusal) => {
+                let partition = Partition {
+                    table: table.name.clone(),
+                    prefix: start.clone(),
+                    keys: partition_keys(&table.prefix, start),
+                };
+                out.partitions.push(failed(partition, refusal));
+            }
+        }
+    }
     let mut visiting = futures::stream::FuturesUnordered::new();
     let at_once = store.reads_at_once().max(1);
     loop {
@@ -289,8 +316,12 @@ async fn table_format_refusal(store: &dyn Store, listing: &Listing) -> Option<St
 /// allows listing the table's prefix only) cannot tell, which is logged and let pass: the
 /// check guards against a mistaken prefix, and must not stop every run of a deployment
 /// locked down on purpose.
-async fn enclosing_table_refusal(store: &dyn Store, table: &TableSpec) -> Option<String> {
-    let candidates: Vec<String> = enclosing_prefixes(&table.prefix)
+async fn enclosing_table_refusal(
+    store: &dyn Store,
+    table: &TableSpec,
+    prefix: &str,
+) -> Option<String> {
+    let candidates: Vec<String> = enclosing_prefixes(prefix)
         .iter()
         .flat_map(|root| TableFormat::MARKERS.map(|marker| format!("{root}{marker}")))
         .collect();
@@ -307,26 +338,24 @@ async fn enclosing_table_refusal(store: &dyn Store, table: &TableSpec) -> Option
     {
         match found {
             Ok(None) => {}
-            Ok(Some(format)) => return Some(refusal(sub, format, Some(&table.prefix))),
+            Ok(Some(format)) => return Some(refusal(sub, format, Some(prefix))),
             Err(e @ StoreError::Denied { .. }) => denied = denied.or(Some((sub, e))),
             Err(e) => unknown = unknown.or(Some((sub, e))),
         }
     }
     if let Some((sub, e)) = unknown {
         return Some(format!(
-            "listing {sub} failed ({}), so whether {} lies inside a Delta Lake, Hudi or Iceberg \
-             table is unknown",
+            "listing {sub} failed ({}), so whether {prefix} lies inside a Delta Lake, Hudi or \
+             Iceberg table is unknown",
             e.reason(),
-            table.prefix
         ));
     }
     if let Some((sub, e)) = denied {
         tracing::warn!(
             table = %table.name,
-            "cannot tell whether {} lies inside a Delta Lake, Hudi or Iceberg table: listing \
-             {sub} was denied ({}); compacting it as plain Parquet. Allow listing the prefixes \
-             above it to have this checked",
-            table.prefix,
+            "cannot tell whether {prefix} lies inside a Delta Lake, Hudi or Iceberg table: \
+             listing {sub} was denied ({}); compacting it as plain Parquet. Allow listing the \
+             prefixes above it to have this checked",
             e.reason()
         );
     }
@@ -355,7 +384,7 @@ async fn format_marked_by(store: &dyn Store, sub: &str) -> Result<Option<TableFo
 /// The refusal's words: the marker, the format, and what to do instead.
 fn refusal(sub: &str, format: TableFormat, configured_inside: Option<&str>) -> String {
     let inside = configured_inside
-        .map(|prefix| format!(" around the configured prefix {prefix}"))
+        .map(|prefix| format!(" that holds {prefix}"))
         .unwrap_or_default();
     format!(
         "{sub} shows a table kept by {format}{inside}: its data files are listed in {format}'s \

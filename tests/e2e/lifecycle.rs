@@ -370,12 +370,17 @@ fn whole_tree(w: &Warehouse) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// `plan` and `once` both fail with `refusal` on the line of `prefix`, and not one file changes.
 fn assert_refused_and_untouched(w: &Warehouse, prefix: &str, refusal: &str) {
+    assert_refused_and_untouched_with(w, &[], prefix, refusal);
+}
+
+/// The same, with more arguments for both commands.
+fn assert_refused_and_untouched_with(w: &Warehouse, args: &[&str], prefix: &str, refusal: &str) {
     let before = whole_tree(w);
-    let plan = w.run(&["plan"]);
+    let plan = w.run(&[&["plan"], args].concat());
     plan.expect_code(1);
     let line = format!("  {prefix}: 0 files, 0 B: FAILED ({refusal}");
     assert!(plan.stdout().contains(&line), "{line}\n{}", plan.stdout());
-    let run = w.run(&["once"]);
+    let run = w.run(&[&["once"], args].concat());
     run.expect_code(1);
     let said = format!("{}{}", run.stdout(), run.stderr());
     assert!(said.contains(refusal), "{refusal}\n{said}");
@@ -408,9 +413,7 @@ fn a_prefix_inside_a_table_kept_by_a_table_format_is_refused() {
         std::fs::create_dir_all(w.path(marker_key).parent().unwrap()).unwrap();
         std::fs::write(w.path(marker_key), b"{}").unwrap();
         let marker_dir = format!("{}/", marker_key.rsplit_once('/').unwrap().0);
-        let refusal = format!(
-            "{marker_dir} shows a table kept by {format} around the configured prefix {prefix}"
-        );
+        let refusal = format!("{marker_dir} shows a table kept by {format} that holds {prefix}");
         assert_refused_and_untouched(&w, prefix, &refusal);
     }
 
@@ -541,4 +544,93 @@ fn data_files_are_chosen_by_the_tables_file_suffix() {
         [format!("{}part-0.parquet", cold(3))],
         "not data: left alone"
     );
+}
+
+/// `--prefix` narrows `plan` and `once` to part of a table: only partitions at or below it are
+/// listed and compacted, the policy still calls the current hour hot, and a prefix in no
+/// table is a usage error (exit 2) that touches nothing.
+#[test]
+fn prefix_narrows_a_run_to_part_of_a_table() {
+    let w = Warehouse::new("");
+    let hot = "events/dt=2026-11-20/hour=05/";
+    for partition in [cold(1), cold(2), cold(3), hot.to_string()] {
+        for i in 0..3 {
+            w.put(&format!("{partition}part-{i}.parquet"), &small());
+        }
+    }
+    let before = whole_tree(&w);
+
+    let plan = w.run(&[
+        "plan",
+        "--prefix",
+        &cold(1),
+        "--prefix",
+        "events/dt=2026-11-20/hour=03",
+    ]);
+    plan.expect_code(0);
+    let planned: Vec<&str> = plan
+        .stdout()
+        .lines()
+        .filter(|l| l.contains(": compact "))
+        .map(|l| l.trim().split(':').next().unwrap())
+        .map(|p| {
+            if p == cold(1) {
+                "1"
+            } else if p == cold(3) {
+                "3"
+            } else {
+                "other"
+            }
+        })
+        .collect();
+    assert_eq!(planned, ["1", "3"], "{}", plan.stdout());
+
+    let nowhere = w.run(&["once", "--prefix", "elsewhere/"]);
+    nowhere.expect_code(2);
+    assert!(
+        nowhere
+            .stderr()
+            .contains("--prefix \"elsewhere/\" lies in no table of"),
+        "{}",
+        nowhere.stderr()
+    );
+    assert_eq!(
+        whole_tree(&w),
+        before,
+        "plan and a usage error change nothing"
+    );
+
+    w.run(&["once", "--prefix", &cold(2), "--prefix", hot])
+        .expect_code(0);
+    let outputs = w.outputs(&cold(2));
+    assert_eq!(
+        w.files(&cold(2)),
+        outputs,
+        "the named partition is compacted"
+    );
+    assert_same_rows(&w.path(&outputs[0]), &vec![small(); 3]);
+    for untouched in [cold(1), cold(3), hot.to_string()] {
+        assert_eq!(w.files(&untouched).len(), 3, "{untouched}");
+        assert!(w.outputs(&untouched).is_empty(), "{untouched}");
+    }
+
+    w.run(&["once", "--prefix", "events"]).expect_code(0);
+    for compacted in [cold(1), cold(3)] {
+        assert_eq!(
+            w.outputs(&compacted).len(),
+            1,
+            "{compacted}: the whole table"
+        );
+    }
+    assert_eq!(w.files(hot).len(), 3, "the hot hour stays hot");
+
+    // Narrowed below a table kept by a table format, the walk still finds it above.
+    let marker = "events/dt=2026-11-20/_delta_log/00000000000000000000.json";
+    std::fs::create_dir_all(w.path(marker).parent().unwrap()).unwrap();
+    std::fs::write(w.path(marker), b"{}").unwrap();
+    let refusal = format!(
+        "events/dt=2026-11-20/_delta_log/ shows a table kept by Delta Lake that holds {}",
+        cold(1)
+    );
+    assert_refused_and_untouched_with(&w, &["--prefix", &cold(1)], &cold(1), &refusal);
 }

@@ -424,9 +424,8 @@ fn enclosing_prefixes_are_checked_for_a_table_format_unless_denied() {
     let run = w.run(&["once"], &[]);
     run.expect_code(1);
     assert!(
-        run.stdout().contains(
-            "_delta_log/ shows a table kept by Delta Lake around the configured prefix events/"
-        ),
+        run.stdout()
+            .contains("_delta_log/ shows a table kept by Delta Lake that holds events/"),
         "{}",
         run.stdout()
     );
