@@ -67,6 +67,7 @@ fn plugin_calls() {
             size: 300_000 + i,
             last_modified_ms: now - 7_200_000,
             etag: format!("e{i}"),
+            archived: false,
         })
         .collect();
     let cold = time(200, || plugin.is_cold(&partition, now).expect("is-cold"));

@@ -355,6 +355,7 @@ mod tests {
             size: 1,
             last_modified_ms: 0,
             etag: etag.into(),
+            archived: false,
         }
     }
 

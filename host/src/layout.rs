@@ -92,6 +92,8 @@ pub struct Level {
     pub files: Vec<ObjectMeta>,
     /// Visible objects that are not data files by the table's suffix (never touched).
     pub others: Vec<String>,
+    /// Data files in an archive storage class, unreadable until restored (never touched).
+    pub archived: Vec<String>,
     /// The sub-prefixes worth walking (hidden ones such as `_temporary/` are not).
     pub below: Vec<String>,
 }
@@ -100,7 +102,9 @@ impl Level {
     pub fn of(listing: crate::store::Listing, data: &DataFiles) -> Level {
         let mut level = Level::default();
         for o in listing.objects {
-            if data.matches(&o.key) {
+            if data.matches(&o.key) && o.archived {
+                level.archived.push(o.key);
+            } else if data.matches(&o.key) {
                 level.files.push(o);
             } else if !is_hidden(crate::store::file_name(&o.key)) {
                 level.others.push(o.key);
@@ -258,6 +262,7 @@ mod tests {
                         size: 1,
                         last_modified_ms: 0,
                         etag: String::new(),
+                        archived: false,
                     })
                     .to_vec(),
                 prefixes: vec!["t/dt=1/".into(), "t/_temporary/".into()],

@@ -29,22 +29,24 @@ pub struct TablePlan {
     /// Prefixes the policy called hot, not listed.
     pub hot: Vec<String>,
     pub partitions: Vec<PartitionPlan>,
+    /// What the table takes as data files (`*.parquet`).
+    pub data_files: String,
     /// Visible files the walk found that are not data files by the table's `file_suffix`.
-    #[serde(skip_serializing_if = "OtherFiles::is_empty")]
-    pub other_files: OtherFiles,
+    #[serde(skip_serializing_if = "LeftAlone::is_empty")]
+    pub not_data: LeftAlone,
+    /// Data files in an archive storage class, unreadable until restored.
+    #[serde(skip_serializing_if = "LeftAlone::is_empty")]
+    pub archived: LeftAlone,
 }
 
-/// Files left alone because of their names: how many, and the first by key (for the hint that
-/// writers such as Hive name Parquet files without a suffix).
+/// Files the walk left alone for one reason: how many, and the first by key, for a note.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct OtherFiles {
+pub struct LeftAlone {
     pub count: usize,
     pub first: Option<String>,
-    /// What the table takes as data (`*.parquet`).
-    pub data_files: String,
 }
 
-impl OtherFiles {
+impl LeftAlone {
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -94,6 +96,33 @@ pub struct GroupPlan {
 impl GroupPlan {
     pub fn bytes(&self) -> u64 {
         self.inputs.iter().map(|f| f.size).sum()
+    }
+}
+
+impl TablePlan {
+    /// Notes on the files the walk left alone, one line each.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        if let Some(first) = &self.not_data.first {
+            let n = self.not_data.count;
+            notes.push(format!(
+                "{n} other file{} left alone, not named {} (first: {first}); if they are Parquet \
+                 named otherwise (Hive's 000000_0, Trino, Flink), set this table's file_suffix \
+                 (\"\" takes every visible file)",
+                plural(n),
+                self.data_files
+            ));
+        }
+        if let Some(first) = &self.archived.first {
+            let n = self.archived.count;
+            notes.push(format!(
+                "{n} data file{} left alone in an archive storage class (first: {first}): S3 \
+                 cannot read them until they are restored",
+                plural(n)
+            ));
+        }
+        notes
     }
 }
 
@@ -174,10 +203,9 @@ async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TableP
         ),
         hot: Vec::new(),
         partitions: Vec::new(),
-        other_files: OtherFiles {
-            data_files: table.data_files.describe(),
-            ..OtherFiles::default()
-        },
+        data_files: table.data_files.describe(),
+        not_data: LeftAlone::default(),
+        archived: LeftAlone::default(),
     };
     // Prefixes are visited several at once on a store that gains from it (each listing waits
     // a round trip on S3: a year of hourly partitions is 8,760 of them), then put back in key
@@ -213,16 +241,18 @@ async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TableP
             Visited::Listed {
                 partition,
                 others,
+                archived,
                 below,
             } => {
                 waiting.extend(below);
                 out.partitions.extend(partition);
-                out.other_files.add(others);
+                out.not_data.add(others);
+                out.archived.add(archived);
             }
         }
     }
-    if !out.other_files.is_empty() {
-        tracing::info!(table = %table.name, "{}", out.other_files);
+    for note in out.notes() {
+        tracing::info!(table = %table.name, "{note}");
     }
     out.hot.sort();
     out.partitions
@@ -234,11 +264,12 @@ async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TableP
 enum Visited {
     /// The policy called it hot: not listed.
     Hot(String),
-    /// Listed (or failed): the partition's plan when it holds data files or failed, the
-    /// visible files that are not data, and the prefixes below it.
+    /// Listed (or failed): the partition's plan when it holds data files or failed, the files
+    /// left alone (not data, archived), and the prefixes below it.
     Listed {
         partition: Option<PartitionPlan>,
         others: Vec<String>,
+        archived: Vec<String>,
         below: Vec<String>,
     },
 }
@@ -252,6 +283,7 @@ async fn visit(store: &dyn Store, table: &TableSpec, prefix: String, now_ms: i64
     let failed_with = |partition, error| Visited::Listed {
         partition: Some(failed(partition, error)),
         others: Vec::new(),
+        archived: Vec::new(),
         below: Vec::new(),
     };
     let p = partition.clone();
@@ -275,6 +307,7 @@ async fn visit(store: &dyn Store, table: &TableSpec, prefix: String, now_ms: i64
     let Level {
         files,
         others,
+        archived,
         below,
     } = Level::of(listing, &table.data_files);
     let partition = if files.is_empty() {
@@ -285,6 +318,7 @@ async fn visit(store: &dyn Store, table: &TableSpec, prefix: String, now_ms: i64
     Visited::Listed {
         partition,
         others,
+        archived,
         below,
     }
 }
@@ -503,25 +537,10 @@ impl std::fmt::Display for CompactionPlan {
                     }
                 }
             }
-            if !t.other_files.is_empty() {
-                writeln!(f, "  {}", t.other_files)?;
+            for note in t.notes() {
+                writeln!(f, "  {note}")?;
             }
         }
         Ok(())
-    }
-}
-
-impl std::fmt::Display for OtherFiles {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} other file{} left alone, not named {} (first: {}); if they are Parquet named \
-             otherwise (Hive's 000000_0, Trino, Flink), set this table's file_suffix (\"\" takes \
-             every visible file)",
-            self.count,
-            if self.count == 1 { "" } else { "s" },
-            self.data_files,
-            self.first.as_deref().unwrap_or("?")
-        )
     }
 }

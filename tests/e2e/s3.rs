@@ -468,6 +468,53 @@ fn merged_files_are_written_with_the_configured_encryption_and_class() {
     assert_eq!(w.assert_same_rows(&outputs[0], &vec![src; 3])["rows"], 24);
 }
 
+/// Files a lifecycle rule moved to an archive class cannot be read until restored: they are
+/// left alone and counted in `plan`, and the rest of the partition is compacted. A read of one
+/// says to restore it, not that access was denied.
+#[test]
+fn archived_files_are_left_alone_and_counted() {
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::StorageClass;
+    let w = S3Warehouse::new();
+    let src = corpus("alltypes_plain.parquet");
+    w.put_copies(&cold(1), &src, 3);
+    let archived = |i: usize| format!("{}archived-{i}.parquet", cold(1));
+    for i in 0..2 {
+        w.rt.block_on(
+            w.store
+                .client()
+                .put_object()
+                .bucket(BUCKET)
+                .key(format!("{ROOT}{}", archived(i)))
+                .storage_class(StorageClass::Glacier)
+                .body(ByteStream::from(std::fs::read(&src).unwrap()))
+                .send(),
+        )
+        .unwrap();
+    }
+    let plan = w.run(&["plan"], &[]);
+    plan.expect_code(0);
+    let note = format!(
+        "  2 data files left alone in an archive storage class (first: {}): S3 cannot read",
+        archived(0)
+    );
+    assert!(plan.stdout().contains(&note), "{}", plan.stdout());
+
+    w.run(&["once"], &[]).expect_code(0);
+    let outputs = w.outputs(&cold(1));
+    assert_eq!(outputs.len(), 1);
+    let mut expected = vec![archived(0), archived(1), outputs[0].clone()];
+    expected.sort();
+    assert_eq!(w.files(&cold(1)), expected, "the archived files stay");
+    assert_eq!(w.assert_same_rows(&outputs[0], &vec![src; 3])["rows"], 24);
+
+    let read =
+        w.rt.block_on(w.store.get(&archived(0)))
+            .unwrap_err()
+            .to_string();
+    assert!(read.contains("restore it first"), "{read}");
+}
+
 /// Issue 7: S3 answers each read after a round trip, so footers and inputs are read several at
 /// once, never more than `READS_AT_ONCE`. One at a time, a 1,000-file partition waits 1,000
 /// round trips or more.

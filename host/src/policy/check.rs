@@ -61,6 +61,7 @@ impl Subject for Loaded<'_> {
                 size: f.size,
                 last_modified_ms: f.last_modified_ms,
                 etag: format!("e{i}"),
+                archived: false,
             })
             .collect();
         self.0

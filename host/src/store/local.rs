@@ -147,6 +147,7 @@ fn meta_of(key: &str, md: &std::fs::Metadata) -> ObjectMeta {
         size: md.len(),
         last_modified_ms: (nanos / 1_000_000) as i64,
         etag: format!("{:x}-{:x}", nanos, md.len()),
+        archived: false,
     }
 }
 

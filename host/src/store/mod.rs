@@ -32,6 +32,10 @@ pub struct ObjectMeta {
     /// Changes whenever the object's content may have changed (S3 ETag; for local files a
     /// digest of modification time and size).
     pub etag: String,
+    /// Kept in an archive storage class (S3 Glacier Flexible Retrieval, Deep Archive): not
+    /// readable until restored, so never a merge's input.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 /// One level of a listing: the objects directly under a prefix and the sub-prefixes below it.

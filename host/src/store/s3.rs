@@ -408,6 +408,22 @@ fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     key: &str,
     e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> StoreError {
+    let code = match &e {
+        SdkError::ServiceError(service) => service.err().meta().code().map(str::to_string),
+        _ => None,
+    };
+    if code.as_deref() == Some("InvalidObjectState") {
+        // A 403 that is not about permissions: an archive tier (Intelligent-Tiering's archive
+        // tiers do not show in a listing), or a Glacier object not restored.
+        return backend(
+            key,
+            format!(
+                "{}; the object is archived (S3 Glacier or an Intelligent-Tiering archive \
+                 tier): restore it first",
+                describe(e)
+            ),
+        );
+    }
     match status(&e) {
         Some(404) => StoreError::NotFound {
             key: key.to_string(),
@@ -419,6 +435,11 @@ fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
         },
         _ => backend(key, describe(e)),
     }
+}
+
+/// Storage classes whose objects must be restored before a GET can read them.
+fn is_archive_class(class: &str) -> bool {
+    matches!(class, "GLACIER" | "DEEP_ARCHIVE")
 }
 
 fn millis(t: Option<&aws_sdk_s3::primitives::DateTime>) -> i64 {
@@ -455,6 +476,9 @@ impl Store for S3Store {
                     size: o.size().unwrap_or(0).max(0) as u64,
                     last_modified_ms: millis(o.last_modified()),
                     etag: o.e_tag().unwrap_or_default().to_string(),
+                    archived: o
+                        .storage_class()
+                        .is_some_and(|c| is_archive_class(c.as_str())),
                 });
             }
             for p in page.common_prefixes() {
@@ -499,6 +523,9 @@ impl Store for S3Store {
             size: head.content_length().unwrap_or(0).max(0) as u64,
             last_modified_ms: millis(head.last_modified()),
             etag: head.e_tag().unwrap_or_default().to_string(),
+            archived: head
+                .storage_class()
+                .is_some_and(|c| is_archive_class(c.as_str())),
         })
     }
 
