@@ -45,7 +45,7 @@ pub fn is_hidden(name: &str) -> bool {
 /// Which objects of a partition are its data files: visible names ending in the table's
 /// `file_suffix` (any case), and compactor's own merged files. An empty suffix takes every
 /// visible file: Hive (`000000_0`), Trino and Flink name Parquet files without one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataFiles {
     /// Lowercase.
     suffix: String,
@@ -102,12 +102,13 @@ impl Level {
     pub fn of(listing: crate::store::Listing, data: &DataFiles) -> Level {
         let mut level = Level::default();
         for o in listing.objects {
-            if data.matches(&o.key) && o.archived {
-                level.archived.push(o.key);
-            } else if data.matches(&o.key) {
-                level.files.push(o);
-            } else if !is_hidden(crate::store::file_name(&o.key)) {
-                level.others.push(o.key);
+            match (data.matches(&o.key), o.archived) {
+                (true, true) => level.archived.push(o.key),
+                (true, false) => level.files.push(o),
+                (false, _) if !is_hidden(crate::store::file_name(&o.key)) => {
+                    level.others.push(o.key)
+                }
+                (false, _) => {}
             }
         }
         level.below = listing
