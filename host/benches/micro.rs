@@ -133,6 +133,7 @@ fn merge_engine() {
                 &dir.path().join("in"),
                 &out,
                 128 << 20,
+                &compactor::layout::DataFiles::default(),
                 &cfg,
             ))
             .expect("merge")

@@ -121,6 +121,10 @@ pub struct MergeArgs {
     /// where a trial on the first rows shows it smaller.
     #[arg(long)]
     pub classic_encodings: bool,
+    /// Which files are data: names ending in this (any case); "" takes every file whose name
+    /// does not start with `_` or `.` (Hive's 000000_0, Trino, Flink).
+    #[arg(long, default_value = ".parquet", value_name = "SUFFIX")]
+    pub file_suffix: String,
     /// The directory tree to read.
     pub input: PathBuf,
     /// Where the merged files go (created if missing).

@@ -201,9 +201,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 },
                 ..defaults
             };
-            let summary =
-                compactor::merge_dir::merge_dir(&args.input, &args.output, args.target_bytes, &cfg)
-                    .await?;
+            let data_files = compactor::layout::DataFiles::ending_in(&args.file_suffix);
+            let summary = compactor::merge_dir::merge_dir(
+                &args.input,
+                &args.output,
+                args.target_bytes,
+                &data_files,
+                &cfg,
+            )
+            .await?;
             out!("{summary}");
             Ok(0)
         }

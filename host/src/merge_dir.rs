@@ -54,12 +54,14 @@ impl std::fmt::Display for MergeDirSummary {
 }
 
 /// Every directory (as a store prefix) under the store's root with its data files.
-async fn directories(store: &dyn Store) -> anyhow::Result<Vec<(String, Vec<ObjectMeta>)>> {
+async fn directories(
+    store: &dyn Store,
+    data_files: &DataFiles,
+) -> anyhow::Result<Vec<(String, Vec<ObjectMeta>)>> {
     let mut out = Vec::new();
     let mut stack = vec![String::new()];
     while let Some(prefix) = stack.pop() {
-        let Level { files, below, .. } =
-            Level::of(store.list(&prefix).await?, &DataFiles::default());
+        let Level { files, below, .. } = Level::of(store.list(&prefix).await?, data_files);
         stack.extend(below.into_iter().rev());
         if !files.is_empty() {
             out.push((prefix, files));
@@ -76,10 +78,13 @@ struct Job {
     number: usize,
 }
 
+/// Merges the data files (by `data_files`) of each directory under `input` into files of
+/// about `target_bytes` under the same relative paths in `output`.
 pub async fn merge_dir(
     input: &Path,
     output: &Path,
     target_bytes: u64,
+    data_files: &DataFiles,
     cfg: &MergeConfig,
 ) -> anyhow::Result<MergeDirSummary> {
     let started = Instant::now();
@@ -89,7 +94,7 @@ pub async fn merge_dir(
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
     let mut summary = MergeDirSummary::default();
     let mut jobs = Vec::new();
-    for (prefix, files) in directories(store.as_ref()).await? {
+    for (prefix, files) in directories(store.as_ref(), data_files).await? {
         summary.directories += 1;
         let sizes: Vec<u64> = files.iter().map(|f| f.size).collect();
         for (number, run) in compactor_plugin_sdk::split_even(&sizes, target_bytes)

@@ -93,6 +93,37 @@ fn merge_writes_one_file_per_directory_and_leaves_the_input_alone() {
     assert_eq!(rows, 4 * rows_in(&small));
 }
 
+/// Files named without `.parquet` (Hive's `000000_0`) are merged with `--file-suffix ""`;
+/// by default they are not data, and a directory of only those gives no output.
+#[test]
+fn file_suffix_chooses_the_data_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in/dt=2026-11-20");
+    std::fs::create_dir_all(&input).unwrap();
+    let small = corpus("alltypes_plain.parquet");
+    for i in 0..3 {
+        std::fs::copy(&small, input.join(format!("00000{i}_0"))).unwrap();
+    }
+    std::fs::write(input.join("_SUCCESS"), b"").unwrap();
+    let input = dir.path().join("in");
+
+    let default = dir.path().join("default");
+    merge(&[], &input, &default).expect_code(0);
+    assert!(
+        snapshot(&default).is_empty(),
+        "no .parquet file, nothing merged"
+    );
+
+    let every = dir.path().join("every");
+    let run = merge(&["--file-suffix", ""], &input, &every);
+    run.expect_code(0);
+    assert!(run.stdout().contains("merged 3 files"), "{}", run.stdout());
+    assert_same_rows(
+        &every.join("dt=2026-11-20/part-00000.parquet"),
+        &vec![small; 3],
+    );
+}
+
 /// Issue 7, output size: a column whose values are nearly all distinct is written without a
 /// dictionary (which would only cost bytes and time before the writer gave up on it); a
 /// column of few values keeps its dictionary. The ascending ids are delta-encoded, which a
