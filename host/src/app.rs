@@ -166,6 +166,7 @@ impl App {
         let start = std::time::Instant::now();
         let before = self.store.request_counts().unwrap_or_default();
         let plan = self.plan(now_ms).await;
+        crate::metrics::global().record_plan(&plan);
         let mut summary =
             crate::compact::execute(self.store.clone(), &plan, &self.config.merge, stop).await;
         summary.elapsed = start.elapsed();

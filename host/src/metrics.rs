@@ -50,6 +50,13 @@ pub struct Table {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeftAlone {
+    pub table: String,
+    /// `not_data` (not named by the table's `file_suffix`) or `archived`.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestKind {
     /// `list`, `head`, `get`, `put`, `delete`.
     pub kind: String,
@@ -79,6 +86,7 @@ pub struct Metrics {
     pub config_reload_failures: Counter,
     pub last_success: Gauge<f64, AtomicU64>,
     pub store_requests: Family<RequestKind, Counter>,
+    pub files_left_alone: Family<LeftAlone, Gauge>,
 }
 
 fn run_buckets() -> Histogram {
@@ -126,6 +134,7 @@ impl Metrics {
             config_reload_failures: Counter::default(),
             last_success: Gauge::default(),
             store_requests: Family::default(),
+            files_left_alone: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -134,6 +143,12 @@ impl Metrics {
             "runs_delayed",
             "Runs that started late because the previous one outlasted the interval",
             m.runs_delayed.clone(),
+        );
+        r.register(
+            "files_left_alone",
+            "Files the last run's walk left alone: not_data (not named by the table's \
+             file_suffix), archived (in an archive storage class, unreadable until restored)",
+            m.files_left_alone.clone(),
         );
         r.register(
             "files_compacted",
@@ -271,6 +286,21 @@ impl Metrics {
                 self.store_requests
                     .get_or_create(&RequestKind { kind: kind.into() })
                     .inc_by(n);
+            }
+        }
+    }
+
+    /// What the walk of each table planned by one run left alone.
+    pub fn record_plan(&self, plan: &crate::plan::CompactionPlan) {
+        for t in &plan.tables {
+            for (reason, files) in [("not_data", &t.not_data), ("archived", &t.archived)] {
+                let labels = LeftAlone {
+                    table: t.table.clone(),
+                    reason: reason.into(),
+                };
+                self.files_left_alone
+                    .get_or_create(&labels)
+                    .set(files.count as i64);
             }
         }
     }

@@ -501,8 +501,17 @@ fn data_files_are_chosen_by_the_tables_file_suffix() {
         cold(3)
     );
     assert!(plan.stdout().contains(&hint), "{}", plan.stdout());
-    w.run(&["once"]).expect_code(0);
+    let metrics = w.path("../metrics.prom");
+    w.run(&["once", "--metrics-file", metrics.to_str().unwrap()])
+        .expect_code(0);
     assert_eq!(whole_tree(&w), before, "not data by default: left alone");
+    let metrics = std::fs::read_to_string(metrics).unwrap();
+    for line in [
+        "compactor_files_left_alone{table=\"events\",reason=\"not_data\"} 3",
+        "compactor_files_left_alone{table=\"events\",reason=\"archived\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
 
     let w = hive("file_suffix = \"\"");
     for i in 0..3 {

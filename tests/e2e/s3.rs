@@ -500,7 +500,12 @@ fn archived_files_are_left_alone_and_counted() {
     );
     assert!(plan.stdout().contains(&note), "{}", plan.stdout());
 
-    w.run(&["once"], &[]).expect_code(0);
+    let metrics = w.config.with_file_name("metrics.prom");
+    w.run(&["once", "--metrics-file", metrics.to_str().unwrap()], &[])
+        .expect_code(0);
+    let metrics = std::fs::read_to_string(metrics).unwrap();
+    let line = "compactor_files_left_alone{table=\"events\",reason=\"archived\"} 2";
+    assert!(metrics.contains(line), "{line}\n{metrics}");
     let outputs = w.outputs(&cold(1));
     assert_eq!(outputs.len(), 1);
     let mut expected = vec![archived(0), archived(1), outputs[0].clone()];
