@@ -350,24 +350,6 @@ fn the_next_merge_runs_while_a_merged_file_uploads() {
     }
 }
 
-/// Every file under the warehouse, with its bytes, in path order.
-fn whole_tree(w: &Warehouse) -> Vec<(PathBuf, Vec<u8>)> {
-    fn walk(dir: &std::path::Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else {
-                out.push((path.clone(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&w.root, &mut out);
-    out.sort();
-    out
-}
-
 /// `plan` and `once` both fail with `refusal` on the line of `prefix`, and not one file changes.
 fn assert_refused_and_untouched(w: &Warehouse, prefix: &str, refusal: &str) {
     assert_refused_and_untouched_with(w, &[], prefix, refusal);
@@ -375,7 +357,7 @@ fn assert_refused_and_untouched(w: &Warehouse, prefix: &str, refusal: &str) {
 
 /// The same, with more arguments for both commands.
 fn assert_refused_and_untouched_with(w: &Warehouse, args: &[&str], prefix: &str, refusal: &str) {
-    let before = whole_tree(w);
+    let before = tree(&w.root);
     let plan = w.run(&[&["plan"], args].concat());
     plan.expect_code(1);
     let line = format!("  {prefix}: 0 files, 0 B: FAILED ({refusal}");
@@ -384,7 +366,7 @@ fn assert_refused_and_untouched_with(w: &Warehouse, args: &[&str], prefix: &str,
     run.expect_code(1);
     let said = format!("{}{}", run.stdout(), run.stderr());
     assert!(said.contains(refusal), "{refusal}\n{said}");
-    assert_eq!(whole_tree(w), before, "{refusal}: nothing may change");
+    assert_eq!(tree(&w.root), before, "{refusal}: nothing may change");
 }
 
 /// A table configured by a prefix inside a Delta Lake or Iceberg table (Iceberg's `data/`, one
@@ -492,7 +474,7 @@ fn data_files_are_chosen_by_the_tables_file_suffix() {
     for i in 0..3 {
         w.put(&format!("{}00000{i}_0", cold(3)), &small());
     }
-    let before = whole_tree(&w);
+    let before = tree(&w.root);
     let plan = w.run(&["plan"]);
     plan.expect_code(0);
     let hint = format!(
@@ -504,7 +486,7 @@ fn data_files_are_chosen_by_the_tables_file_suffix() {
     let metrics = w.path("../metrics.prom");
     w.run(&["once", "--metrics-file", metrics.to_str().unwrap()])
         .expect_code(0);
-    assert_eq!(whole_tree(&w), before, "not data by default: left alone");
+    assert_eq!(tree(&w.root), before, "not data by default: left alone");
     let metrics = std::fs::read_to_string(metrics).unwrap();
     for line in [
         "compactor_files_left_alone{table=\"events\",reason=\"not_data\"} 3",
@@ -567,7 +549,7 @@ fn prefix_narrows_a_run_to_part_of_a_table() {
             w.put(&format!("{partition}part-{i}.parquet"), &small());
         }
     }
-    let before = whole_tree(&w);
+    let before = tree(&w.root);
 
     let plan = w.run(&[
         "plan",
@@ -604,7 +586,7 @@ fn prefix_narrows_a_run_to_part_of_a_table() {
         nowhere.stderr()
     );
     assert_eq!(
-        whole_tree(&w),
+        tree(&w.root),
         before,
         "plan and a usage error change nothing"
     );

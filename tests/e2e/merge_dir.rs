@@ -27,22 +27,6 @@ fn write_parquet(path: &Path, batch: &arrow::array::RecordBatch) {
     w.close().unwrap();
 }
 
-fn snapshot(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push((e.path(), std::fs::read(e.path()).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn merge_writes_one_file_per_directory_and_leaves_the_input_alone() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,7 +39,7 @@ fn merge_writes_one_file_per_directory_and_leaves_the_input_alone() {
             std::fs::copy(&small, input.join(part).join(format!("part-{i}.parquet"))).unwrap();
         }
     }
-    let before = snapshot(&input);
+    let before = tree(&input);
     let run = merge(&["--target-bytes", "134217728"], &input, &output);
     run.expect_code(0);
     assert!(run.stdout().contains("merged 8 files"), "{}", run.stdout());
@@ -64,12 +48,12 @@ fn merge_writes_one_file_per_directory_and_leaves_the_input_alone() {
         "{}",
         run.stdout()
     );
-    assert_eq!(snapshot(&input), before, "inputs are only read");
+    assert_eq!(tree(&input), before, "inputs are only read");
     for part in ["dt=2026-11-20/hour=01", "dt=2026-11-20/hour=02"] {
         let merged = output.join(part).join("part-00000.parquet");
         assert_same_rows(&merged, &vec![small.clone(); 4]);
     }
-    let leftovers: Vec<_> = snapshot(&output)
+    let leftovers: Vec<_> = tree(&output)
         .into_iter()
         .filter(|(p, _)| !p.ends_with("part-00000.parquet"))
         .map(|(p, _)| p)
@@ -84,7 +68,7 @@ fn merge_writes_one_file_per_directory_and_leaves_the_input_alone() {
         &split,
     )
     .expect_code(0);
-    let files: Vec<PathBuf> = snapshot(&split.join("dt=2026-11-20/hour=01"))
+    let files: Vec<PathBuf> = tree(&split.join("dt=2026-11-20/hour=01"))
         .into_iter()
         .map(|(p, _)| p)
         .collect();
@@ -110,7 +94,7 @@ fn file_suffix_chooses_the_data_files() {
     let default = dir.path().join("default");
     merge(&[], &input, &default).expect_code(0);
     assert!(
-        snapshot(&default).is_empty(),
+        tree(&default).is_empty(),
         "no .parquet file, nothing merged"
     );
 

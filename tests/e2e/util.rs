@@ -274,3 +274,21 @@ pub fn assert_same_rows(output: &Path, inputs: &[PathBuf]) -> Value {
     assert_ne!(report["types_kept"], false, "types changed: {report}");
     report
 }
+
+/// Every file under `dir`, at any depth, with its bytes, sorted by path: to assert that a run
+/// changed nothing, or to see what it wrote.
+pub fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else {
+                out.push((e.path(), std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
