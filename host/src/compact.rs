@@ -94,9 +94,16 @@ pub async fn execute(
     if spooled > 0 {
         tracing::info!(dir = %cfg.work_dir.display(), "removed {spooled} stale temporary file(s) of a killed run");
     }
+    let mut undeletable: HashMap<&str, String> = HashMap::new();
     for table in &plan.tables {
         for prefix in &table.hot {
             summary.skip("hot", format!("{prefix}: hot (policy), not listed"));
+        }
+        if table.partitions.iter().any(has_work)
+            && let Err(why) = check_deletes(store.as_ref(), &table.prefix).await
+        {
+            tracing::error!(table = %table.table, "{why}");
+            undeletable.insert(table.table.as_str(), why);
         }
         // Uploads a killed run left behind (invisible, but billed and counted by S3).
         let ours = |key: &str| crate::layout::is_output(key);
@@ -118,6 +125,13 @@ pub async fn execute(
         .tables
         .iter()
         .flat_map(|t| t.partitions.iter().map(move |p| (t.table.as_str(), p)))
+        .filter(|(table, p)| match undeletable.get(table) {
+            Some(why) if has_work(p) => {
+                summary.fail(format!("{}: not compacted: {why}", p.partition.prefix));
+                false
+            }
+            _ => true,
+        })
         .map(|(table, p)| {
             let span =
                 tracing::info_span!("partition", table = %table, partition = %p.partition.prefix);
@@ -134,6 +148,38 @@ pub async fn execute(
     progress.finish_and_clear();
     summary.elapsed = start.elapsed();
     summary
+}
+
+/// Whether a partition's plan writes or deletes anything: an earlier commit to finish, or merges.
+fn has_work(p: &PartitionPlan) -> bool {
+    !p.recoveries.is_empty() || matches!(p.action, Action::Compact { .. })
+}
+
+/// Name of the object [`check_deletes`] writes and deletes: hidden, so never data.
+pub const DELETE_CHECK: &str = "_compactor.delete-check";
+
+/// A merge deletes its inputs once the merged file is safe. A store that lets compactor write
+/// but not delete (a policy granting `s3:PutObject` without `s3:DeleteObject`) would leave each
+/// merged partition's rows twice, in the inputs and the merged file, for good. So before a
+/// table's first merge of a run, a small object is written under its prefix and deleted: if
+/// that fails, the table's partitions are not touched, at a cost of two requests.
+async fn check_deletes(store: &dyn Store, table_prefix: &str) -> Result<(), String> {
+    let key = format!("{table_prefix}{DELETE_CHECK}");
+    if let Err(e) = store.put_if_absent(&key, bytes::Bytes::new()).await {
+        return Err(format!(
+            "cannot write under {table_prefix} ({}), so no merged file could be written",
+            e.reason()
+        ));
+    }
+    match store.delete_many(std::slice::from_ref(&key)).await.pop() {
+        None => Ok(()),
+        Some((_, e)) => Err(format!(
+            "cannot delete under {table_prefix} ({}): a merge would leave its inputs beside the \
+             merged file, every row twice; allow deletes on the table's prefix \
+             (s3:DeleteObject), then run again",
+            e.reason()
+        )),
+    }
 }
 
 /// One partition: finish earlier commits, then carry out its action. Returns its part of the
@@ -156,8 +202,7 @@ async fn execute_partition_leased(ctx: &Ctx<'_>, p: &PartitionPlan) -> RunSummar
         summary.skip(SHUTDOWN, format!("{prefix}: not started (shutting down)"));
         return summary;
     }
-    let has_work = !p.recoveries.is_empty() || matches!(p.action, Action::Compact { .. });
-    let Some(settings) = ctx.cfg.leases.as_ref().filter(|_| has_work) else {
+    let Some(settings) = ctx.cfg.leases.as_ref().filter(|_| has_work(p)) else {
         return execute_partition_steps(ctx, p).await;
     };
     let lease = match lease::acquire(ctx.shared_store.clone(), prefix, settings).await {

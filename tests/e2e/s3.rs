@@ -330,8 +330,17 @@ fn a_thousand_file_partition_of_small_files_costs_one_get_per_file() {
     assert!((n..=n + 2).contains(&number("GET")), "{requests}");
     assert!(number("LIST") <= 10, "{requests}");
     assert!(number("HEAD") <= 5, "{requests}");
-    assert_eq!(number("PUT"), 1, "{requests}");
-    assert_eq!(number("DELETE"), 1, "one DeleteObjects batch: {requests}");
+    // One of each for the run's check that deletes are allowed (per table, not per partition).
+    assert_eq!(
+        number("PUT"),
+        2,
+        "the check's and the merged file: {requests}"
+    );
+    assert_eq!(
+        number("DELETE"),
+        2,
+        "the check's and one DeleteObjects batch: {requests}"
+    );
 }
 
 /// The URL path form of a key prefix as the SDK sends it (`=` is percent-encoded).
@@ -520,6 +529,49 @@ fn archived_files_are_left_alone_and_counted() {
     assert!(read.contains("restore it first"), "{read}");
 }
 
+/// A store that lets compactor write but not delete would leave every merged row twice: in
+/// the merged file and in its inputs. Before a table's first merge of a run, a delete is tried
+/// under its prefix; denied, the table is not touched and the run fails naming the permission.
+/// Once deletes are allowed, the next run compacts, and the check leaves no object behind.
+#[test]
+fn a_table_where_deletes_are_denied_is_not_merged() {
+    let w = S3Warehouse::behind_proxy();
+    let src = corpus("alltypes_plain.parquet");
+    w.put_copies(&cold(1), &src, 3);
+    let denied = Fault::Error {
+        status: 403,
+        code: "AccessDenied",
+    };
+    w.proxy()
+        .add(Rule::new(denied).method("POST").query("delete"));
+    let run = w.run(&["once"], &[]);
+    run.expect_code(1);
+    let said = run.stdout();
+    assert!(
+        said.contains(&format!(
+            "{}: not compacted: cannot delete under events/",
+            cold(1)
+        )),
+        "{said}"
+    );
+    assert!(said.contains("every row twice"), "{said}");
+    assert_eq!(w.files(&cold(1)).len(), 3, "the inputs stay");
+    assert!(w.outputs(&cold(1)).is_empty(), "no merged file beside them");
+
+    w.proxy().clear();
+    w.run(&["once"], &[]).expect_code(0);
+    let outputs = w.outputs(&cold(1));
+    assert_eq!(w.files(&cold(1)), outputs);
+    assert_eq!(w.assert_same_rows(&outputs[0], &vec![src; 3])["rows"], 24);
+    let keys = w.all_keys();
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains(compactor::compact::DELETE_CHECK)),
+        "{keys:?}"
+    );
+}
+
 /// Issue 7: S3 answers each read after a round trip, so footers and inputs are read several at
 /// once, never more than `READS_AT_ONCE`. One at a time, a 1,000-file partition waits 1,000
 /// round trips or more.
@@ -633,14 +685,19 @@ fn a_partition_that_keeps_failing_is_skipped_and_the_rest_compacts() {
 }
 
 /// DeleteObjects answers 200 but lists every key as not deleted, twice: the keys are sent
-/// again until they are gone, and the run succeeds.
+/// again until they are gone, and the run succeeds. (The run's first DeleteObjects, its check
+/// that deletes are allowed, passes.)
 #[test]
 fn keys_delete_objects_refuses_are_sent_again() {
     let w = S3Warehouse::behind_proxy();
     let src = corpus("alltypes_plain.parquet");
     w.put_copies(&cold(1), &src, 3);
-    w.proxy()
-        .add(Rule::new(Fault::DeleteKeysFail).query("delete").times(2));
+    w.proxy().add(
+        Rule::new(Fault::DeleteKeysFail)
+            .query("delete")
+            .skip(1)
+            .times(2),
+    );
 
     let run = w.run(&["once"], &[]);
     run.expect_code(0);
@@ -651,14 +708,14 @@ fn keys_delete_objects_refuses_are_sent_again() {
 
 /// Keys that are never deleted are reported by name, never assumed gone; the merged file and
 /// its inputs both remain until the next run finishes the job, and then every row is there
-/// exactly once.
+/// exactly once. (Deletes fail only after the run's check that they are allowed passed.)
 #[test]
 fn keys_never_deleted_are_reported_and_the_next_run_finishes() {
     let w = S3Warehouse::behind_proxy();
     let src = corpus("alltypes_plain.parquet");
     w.put_copies(&cold(1), &src, 3);
     w.proxy()
-        .add(Rule::new(Fault::DeleteKeysFail).query("delete"));
+        .add(Rule::new(Fault::DeleteKeysFail).query("delete").skip(1));
 
     let run = w.run(&["once"], &[]);
     run.expect_code(1);
