@@ -405,12 +405,9 @@ fn enclosing_prefixes_are_checked_for_a_table_format_unless_denied() {
     let w = S3Warehouse::behind_proxy();
     let src = corpus("alltypes_plain.parquet");
     w.put_copies(&cold(1), &src, 3);
-    let denied = Fault::Error {
-        status: 403,
-        code: "AccessDenied",
-    };
     // Only the checks ask for one key: a listing of a prefix asks for whole pages.
-    w.proxy().add(Rule::new(denied).query("max-keys=1"));
+    w.proxy()
+        .add(Rule::new(Fault::access_denied()).query("max-keys=1"));
     let run = w.run(&["once"], &[]);
     run.expect_code(0);
     assert_eq!(w.proxy().injected().len(), 3, "one per marker, not retried");
@@ -538,12 +535,11 @@ fn a_table_where_deletes_are_denied_is_not_merged() {
     let w = S3Warehouse::behind_proxy();
     let src = corpus("alltypes_plain.parquet");
     w.put_copies(&cold(1), &src, 3);
-    let denied = Fault::Error {
-        status: 403,
-        code: "AccessDenied",
-    };
-    w.proxy()
-        .add(Rule::new(denied).method("POST").query("delete"));
+    w.proxy().add(
+        Rule::new(Fault::access_denied())
+            .method("POST")
+            .query("delete"),
+    );
     let run = w.run(&["once"], &[]);
     run.expect_code(1);
     let said = run.stdout();

@@ -42,6 +42,14 @@ impl Fault {
             code: "SlowDown",
         }
     }
+
+    /// What S3 answers a request the caller's policy does not allow.
+    pub fn access_denied() -> Fault {
+        Fault::Error {
+            status: 403,
+            code: "AccessDenied",
+        }
+    }
 }
 
 /// Picks requests by method, path and query (substrings), lets the first `skip` matches
