@@ -58,6 +58,31 @@ fn hot_hour_untouched_cold_hours_once_min_files_respected() {
     assert_eq!(snapshot(&w, HOT), hot_before);
 }
 
+/// Hive's and Airflow's `ds=YYYYMMDD/hr=HH` layout is dated like `dt=YYYY-MM-DD/hour=HH`: a
+/// closed hour or day is compacted at once, the open hour stays. (Read as undated, every
+/// partition here would be hot: the files' modification times are the real clock's, days
+/// after the tests' `--now`.)
+#[test]
+fn hive_ds_and_hr_keys_are_read_as_time_windows() {
+    let w = Warehouse::new("");
+    let closed_hour = "events/ds=20261120/hr=04/";
+    let open_hour = "events/ds=20261120/hr=05/";
+    let closed_day = "events/ds=20261119/";
+    for prefix in [closed_hour, open_hour, closed_day] {
+        for i in 0..2 {
+            w.put(&format!("{prefix}part-{i}.parquet"), &small());
+        }
+    }
+    let open_before = snapshot(&w, open_hour);
+    w.run(&["once"]).expect_code(0);
+    for prefix in [closed_hour, closed_day] {
+        let outputs = w.outputs(prefix);
+        assert_eq!(w.files(prefix), outputs, "{prefix} compacted");
+        assert_same_rows(&w.path(&outputs[0]), &vec![small(); 2]);
+    }
+    assert_eq!(snapshot(&w, open_hour), open_before, "the open hour is hot");
+}
+
 #[test]
 fn plan_is_a_dry_run_and_speaks_json() {
     let w = Warehouse::new("");

@@ -15,8 +15,8 @@
 //! `rollup_compression` (zstd(9)).
 
 use compactor_plugin_sdk::{
-    Decision, FileInfo, Group, Partition, Policy, parse_codec, parse_count, parse_duration_ms,
-    parse_size, partition_window_end_ms, split_even,
+    Decision, FileInfo, Group, Partition, Policy, has_hour_key, parse_codec, parse_count,
+    parse_duration_ms, parse_size, partition_window_end_ms, split_even,
 };
 
 #[derive(Debug, Clone)]
@@ -63,11 +63,11 @@ impl Policy for DailyRollup {
 
     /// Hour levels are never this policy's business: not even listed.
     fn is_cold(&self, p: &Partition, _now_ms: i64) -> bool {
-        p.key("hour").is_none()
+        !has_hour_key(&p.keys)
     }
 
     fn plan(&self, p: &Partition, files: &[FileInfo], now_ms: i64) -> Decision {
-        if p.key("hour").is_some() {
+        if has_hour_key(&p.keys) {
             return Decision::Skip(
                 "daily-rollup is for daily partitions; this one has an hour key".into(),
             );

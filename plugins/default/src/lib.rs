@@ -1,7 +1,8 @@
 //! The default compaction policy.
 //!
-//! * **Coldness.** A partition with hive time keys (`dt`/`date` = `YYYY-MM-DD`, optional
-//!   `hour` = `HH`; or `year`/`month`/`day`/`hour`) covers a known window of time; it is cold
+//! * **Coldness.** A partition with hive time keys (`dt`/`date`/`ds` = `YYYY-MM-DD` or
+//!   `YYYYMMDD`, optional `hour`/`hr` = `HH`; or `year`/`month`/`day`/`hour`) covers a known
+//!   window of time; it is cold
 //!   once that window has ended plus `grace_period`. A partition without parseable time keys is
 //!   cold once its newest file is older than `undated_cold_after`.
 //! * **Grouping.** Files already at or above `target_size` are left alone. The rest, taken in key
@@ -15,7 +16,7 @@
 mod settings;
 
 use compactor_plugin_sdk::{
-    Decision, FileInfo, Group, Partition, Policy, partition_window_end_ms, split_even,
+    Decision, FileInfo, Group, Partition, Policy, has_hour_key, partition_window_end_ms, split_even,
 };
 pub use settings::Settings;
 
@@ -46,8 +47,7 @@ compactor_plugin_sdk::export_policy!(DefaultPolicy);
 /// Only an hourly window that is still open is certainly hot: a `dt=` level without `hour`
 /// may hold finished hours below it, so its own files are judged by [`plan`].
 pub fn may_be_cold(settings: &Settings, keys: &[(String, String)], now_ms: i64) -> bool {
-    let has_hour = keys.iter().any(|(k, _)| k == "hour");
-    !has_hour || is_cold(settings, keys, now_ms)
+    !has_hour_key(keys) || is_cold(settings, keys, now_ms)
 }
 
 /// Whether the partition's time window has ended (plus the grace period). Undated partitions
@@ -73,6 +73,13 @@ pub fn plan(
         && let Some(newest) = files.iter().map(|f| f.last_modified_ms).max()
     {
         let age_ms = now_ms.saturating_sub(newest);
+        if age_ms < 0 {
+            // A writer's clock (or the store's) ahead of ours: the file is as new as can be.
+            return Decision::Skip(format!(
+                "hot: newest file is dated {}s ahead of this host's clock",
+                age_ms.unsigned_abs().div_ceil(1000)
+            ));
+        }
         if age_ms < settings.undated_cold_after_ms {
             return Decision::Skip(format!(
                 "hot: newest file is {}s old, cold after {}s (undated_cold_after)",
@@ -238,6 +245,36 @@ mod tests {
             plan(&s, &p, &fs, 11 * HOUR_MS),
             Decision::Compact(_)
         ));
+        // A file dated ahead of the host's clock is hot, and said so without a negative age.
+        let skip = plan(&s, &p, &fs, 10 * HOUR_MS - 2_500);
+        assert!(
+            matches!(&skip, Decision::Skip(r) if r == "hot: newest file is dated 3s ahead of this host's clock"),
+            "{skip:?}"
+        );
+    }
+
+    #[test]
+    fn hive_and_airflow_day_keys_are_dated() {
+        let s = Settings::default();
+        let today = keys(&[("ds", "20261120")]);
+        let hour = keys(&[("ds", "20261120"), ("hr", "03")]);
+        let end_of_day = hour_start_ms("2026-11-21", 0);
+        // Read as dated: hot until its day ends, however old its files.
+        assert!(!is_cold(&s, &today, end_of_day - 1));
+        assert!(
+            matches!(plan(&s, &today, &files(&[1, 1]), end_of_day - 1), Decision::Skip(r) if r.starts_with("hot: the partition's time window"))
+        );
+        assert!(matches!(
+            plan(&s, &today, &files(&[1, 1]), end_of_day),
+            Decision::Compact(_)
+        ));
+        // An open `hr` hour is skipped before listing, as an open `hour` is.
+        assert!(!may_be_cold(&s, &hour, hour_start_ms("2026-11-20", 3) + 1));
+        assert!(may_be_cold(&s, &hour, hour_start_ms("2026-11-20", 4)));
+        assert!(
+            may_be_cold(&s, &today, end_of_day - 1),
+            "a day level may hold finished hours"
+        );
     }
 
     #[test]

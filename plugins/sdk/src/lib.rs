@@ -25,7 +25,9 @@ pub use policy::{
     Decision, FileInfo, Group, Level, MAX_TARGET_SIZE, MIN_TARGET_SIZE, Partition, Policy, log,
     validate,
 };
-pub use time_keys::{civil_from_days, days_from_civil, partition_window_end_ms};
+pub use time_keys::{
+    DAY_KEYS, HOUR_KEYS, civil_from_days, days_from_civil, has_hour_key, partition_window_end_ms,
+};
 pub use units::{parse_count, parse_duration_ms, parse_size};
 
 /// What [`export_policy!`] expands to needs; not part of the API.

@@ -3,18 +3,33 @@
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
+/// Keys whose value names the day, in the order they are looked for: `dt` and `date` (Spark,
+/// Flink, Glue), `ds` (Hive's and Airflow's convention).
+pub const DAY_KEYS: [&str; 3] = ["dt", "date", "ds"];
+
+/// Keys whose value names the hour of that day.
+pub const HOUR_KEYS: [&str; 2] = ["hour", "hr"];
+
+/// Whether the keys name an hour: such a partition covers one hour, and while that hour is
+/// open it is certainly hot (a policy may skip it before it is even listed).
+pub fn has_hour_key(keys: &[(String, String)]) -> bool {
+    keys.iter().any(|(k, _)| HOUR_KEYS.contains(&k.as_str()))
+}
+
 /// The instant (ms since the epoch, UTC) at which the partition's time window ends, or `None`
 /// when its keys do not name a day.
 ///
-/// Understood: `dt` or `date` = `YYYY-MM-DD`, or `year`/`month`/`day`; with `hour` = `0`..`23`
-/// the window is that hour, without it the whole day. Any unparseable value gives `None`.
+/// Understood: a day key ([`DAY_KEYS`]: `dt`, `date` or `ds`) = `YYYY-MM-DD` or `YYYYMMDD`, or
+/// `year`/`month`/`day`; with an hour key ([`HOUR_KEYS`]: `hour` or `hr`) = `0`..`23` the window
+/// is that hour, without it the whole day. Any unparseable value gives `None`.
 pub fn partition_window_end_ms(keys: &[(String, String)]) -> Option<i64> {
     let get = |name: &str| {
         keys.iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let (y, m, d) = match get("dt").or_else(|| get("date")) {
+    let first = |names: &[&str]| names.iter().find_map(|name| get(name));
+    let (y, m, d) = match first(&DAY_KEYS) {
         Some(date) => parse_date(date)?,
         None => (
             get("year")?.parse().ok()?,
@@ -26,7 +41,7 @@ pub fn partition_window_end_ms(keys: &[(String, String)]) -> Option<i64> {
         return None;
     }
     let day_start = days_from_civil(y, m, d) * DAY_MS;
-    match get("hour") {
+    match first(&HOUR_KEYS) {
         Some(h) => {
             let hour: i64 = h.parse().ok().filter(|h| (0..24).contains(h))?;
             Some(day_start + (hour + 1) * HOUR_MS)
@@ -35,12 +50,17 @@ pub fn partition_window_end_ms(keys: &[(String, String)]) -> Option<i64> {
     }
 }
 
+/// `YYYY-MM-DD`, or the same without dashes (`YYYYMMDD`, Hive's `ds` and Airflow's `ds_nodash`).
 fn parse_date(text: &str) -> Option<(i64, u32, u32)> {
-    let mut parts = text.splitn(3, '-');
-    let y = parts.next()?;
-    let m = parts.next()?;
-    let d = parts.next()?;
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+    let (y, m, d) = match text.len() {
+        10 if text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-' => {
+            (text.get(..4)?, text.get(5..7)?, text.get(8..)?)
+        }
+        8 => (text.get(..4)?, text.get(4..6)?, text.get(6..)?),
+        _ => return None,
+    };
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(y) && digits(m) && digits(d)) {
         return None;
     }
     Some((y.parse().ok()?, m.parse().ok()?, d.parse().ok()?))
@@ -95,6 +115,54 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), days);
         }
         assert_eq!(civil_from_days(20_777), (2026, 11, 20));
+    }
+
+    #[test]
+    fn day_and_hour_keys_in_every_spelling() {
+        let end = |pairs: &[(&str, &str)]| {
+            let keys: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            partition_window_end_ms(&keys)
+        };
+        let day_end = Some((days_from_civil(2026, 11, 20) + 1) * DAY_MS);
+        let four_am = Some(days_from_civil(2026, 11, 20) * DAY_MS + 4 * HOUR_MS);
+        for key in DAY_KEYS {
+            assert_eq!(end(&[(key, "2026-11-20")]), day_end, "{key}");
+            assert_eq!(end(&[(key, "20261120")]), day_end, "{key}");
+            for hour in HOUR_KEYS {
+                assert_eq!(
+                    end(&[(key, "20261120"), (hour, "03")]),
+                    four_am,
+                    "{key} {hour}"
+                );
+            }
+        }
+        assert_eq!(
+            end(&[
+                ("year", "2026"),
+                ("month", "11"),
+                ("day", "20"),
+                ("hr", "3")
+            ]),
+            four_am
+        );
+        // The first day key in DAY_KEYS' order wins.
+        assert_eq!(end(&[("ds", "2026-11-21"), ("dt", "2026-11-20")]), day_end);
+        for bad in [
+            "2026-1120",
+            "2026/11/20",
+            "202611200",
+            "2026112",
+            "+2026112",
+            "2026-+1-20",
+            "２０２６１１２０",
+        ] {
+            assert_eq!(end(&[("ds", bad)]), None, "{bad}");
+        }
+        let hourly = |k: &str| has_hour_key(&[(k.to_string(), "03".to_string())]);
+        assert!(hourly("hour") && hourly("hr") && !hourly("dt") && !hourly("hours"));
     }
 
     #[test]

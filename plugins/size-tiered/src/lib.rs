@@ -13,8 +13,8 @@
 //! Settings: `target_size` (default 128MiB), `tier_ratio` (default 8), `min_files` (default 4).
 
 use compactor_plugin_sdk::{
-    Decision, FileInfo, Group, Partition, Policy, parse_count, parse_size, partition_window_end_ms,
-    split_even,
+    Decision, FileInfo, Group, Partition, Policy, has_hour_key, parse_count, parse_size,
+    partition_window_end_ms, split_even,
 };
 
 /// The policy with a table's settings.
@@ -107,7 +107,7 @@ pub fn is_cold(keys: &[(String, String)], now_ms: i64) -> bool {
 /// Asked before a prefix is listed: only an open hour is certainly hot. A `dt=` level may hold
 /// finished hours below it, so it is listed, and `plan` judges its own files.
 pub fn may_be_cold(keys: &[(String, String)], now_ms: i64) -> bool {
-    !keys.iter().any(|(k, _)| k == "hour") || is_cold(keys, now_ms)
+    !has_hour_key(keys) || is_cold(keys, now_ms)
 }
 
 pub fn plan(s: &Settings, keys: &[(String, String)], files: &[FileInfo], now_ms: i64) -> Decision {

@@ -12,7 +12,8 @@
 //! ```
 
 use compactor_plugin_sdk::{
-    Decision, FileInfo, Group, Partition, Policy, parse_size, partition_window_end_ms, split_even,
+    Decision, FileInfo, Group, Partition, Policy, has_hour_key, parse_size,
+    partition_window_end_ms, split_even,
 };
 
 /// The policy with a table's settings (`[tables.settings]` in compactor's config).
@@ -42,7 +43,7 @@ impl Policy for TemplatePolicy {
 
     /// Asked before a prefix is listed: only an hour still being written is skipped unlisted.
     fn is_cold(&self, p: &Partition, now_ms: i64) -> bool {
-        p.key("hour").is_none() || window_ended(p, now_ms)
+        !has_hour_key(&p.keys) || window_ended(p, now_ms)
     }
 
     fn plan(&self, p: &Partition, files: &[FileInfo], now_ms: i64) -> Decision {
