@@ -212,8 +212,9 @@ async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TableP
     // order, which is the order of a depth-first walk: a prefix sorts before everything below
     // it, and everything below it before its next sibling.
     let mut waiting = std::collections::VecDeque::new();
-    for start in &table.walk_from {
-        match enclosing_table_refusal(store, table, start).await {
+    let refusals = enclosing_table_refusals(store, table).await;
+    for (start, refusal) in table.walk_from.iter().zip(refusals) {
+        match refusal {
             None => waiting.push_back(start.clone()),
             Some(refusal) => {
                 let partition = Partition {
@@ -344,20 +345,24 @@ async fn table_format_refusal(store: &dyn Store, listing: &Listing) -> Option<St
     None
 }
 
-/// The same refusal for a table whose configured prefix lies inside such a table (an Iceberg
-/// table's `data/`, one partition of a Delta table): each enclosing prefix is asked for each
-/// marker, one request apiece, all at once. A store that denies these listings (a policy that
-/// allows listing the table's prefix only) cannot tell, which is logged and let pass: the
-/// check guards against a mistaken prefix, and must not stop every run of a deployment
-/// locked down on purpose.
-async fn enclosing_table_refusal(
-    store: &dyn Store,
-    table: &TableSpec,
-    prefix: &str,
-) -> Option<String> {
-    let candidates: Vec<String> = enclosing_prefixes(prefix)
+/// The same refusal for a table whose walk starts inside such a table (a configured prefix
+/// at an Iceberg table's `data/` or one partition of a Delta table, or a `--prefix` there):
+/// for each start, in `walk_from`'s order, the refusal if it has one. Each enclosing prefix is
+/// asked for each marker, one request apiece, all at once, and once however many starts lie
+/// below it. A store that denies these listings (a policy that allows listing the table's
+/// prefix only) cannot tell, which is logged and let pass: the check guards against a
+/// mistaken prefix, and must not stop every run of a deployment locked down on purpose.
+async fn enclosing_table_refusals(store: &dyn Store, table: &TableSpec) -> Vec<Option<String>> {
+    let markers_above = |start: &str| -> Vec<String> {
+        enclosing_prefixes(start)
+            .iter()
+            .flat_map(|root| TableFormat::MARKERS.map(|marker| format!("{root}{marker}")))
+            .collect()
+    };
+    let candidates: std::collections::BTreeSet<String> = table
+        .walk_from
         .iter()
-        .flat_map(|root| TableFormat::MARKERS.map(|marker| format!("{root}{marker}")))
+        .flat_map(|start| markers_above(start))
         .collect();
     let checks = candidates.iter().map(|sub| async move {
         match store.holds_objects(sub).await? {
@@ -365,14 +370,32 @@ async fn enclosing_table_refusal(
             true => format_marked_by(store, sub).await,
         }
     });
-    let (mut unknown, mut denied) = (None, None);
-    for (sub, found) in candidates
+    let found: std::collections::HashMap<&String, Result<Option<TableFormat>, StoreError>> =
+        candidates
+            .iter()
+            .zip(futures::future::join_all(checks).await)
+            .collect();
+    table
+        .walk_from
         .iter()
-        .zip(futures::future::join_all(checks).await)
-    {
+        .map(|start| {
+            let subs = markers_above(start);
+            enclosing_table_refusal(table, start, subs.iter().map(|sub| (sub, &found[sub])))
+        })
+        .collect()
+}
+
+/// One start's verdict from the answers about the markers above it, nearest the root first.
+fn enclosing_table_refusal<'a>(
+    table: &TableSpec,
+    prefix: &str,
+    answers: impl Iterator<Item = (&'a String, &'a Result<Option<TableFormat>, StoreError>)>,
+) -> Option<String> {
+    let (mut unknown, mut denied) = (None, None);
+    for (sub, found) in answers {
         match found {
             Ok(None) => {}
-            Ok(Some(format)) => return Some(refusal(sub, format, Some(prefix))),
+            Ok(Some(format)) => return Some(refusal(sub, *format, Some(prefix))),
             Err(e @ StoreError::Denied { .. }) => denied = denied.or(Some((sub, e))),
             Err(e) => unknown = unknown.or(Some((sub, e))),
         }

@@ -423,6 +423,12 @@ fn enclosing_prefixes_are_checked_for_a_table_format_unless_denied() {
         w.assert_same_rows(&outputs[0], &vec![src.clone(); 3])["rows"],
         24
     );
+    // Two starts below the same parents: each marker above them is asked about once, at the
+    // store's root, events/ and events/dt=2026-11-20/ (not once per start: 18).
+    let before = w.proxy().injected().len();
+    w.run(&["plan", "--prefix", &cold(3), "--prefix", &cold(4)], &[])
+        .expect_code(0);
+    assert_eq!(w.proxy().injected().len() - before, 9);
 
     w.proxy().clear();
     w.put_copies(&cold(2), &src, 3);
