@@ -48,19 +48,47 @@ def parse_window(text):
     return minutes[0], minutes[1]
 
 
+# The keys the Rust SDK reads as time (compactor_plugin_sdk::DAY_KEYS and HOUR_KEYS).
+DAY_KEYS = ("dt", "date", "ds")
+HOUR_KEYS = ("hour", "hr")
+
+
+def parse_day(text):
+    """YYYY-MM-DD or YYYYMMDD, as (year, month, day); ValueError otherwise."""
+    if len(text) == 10 and text[4] == "-" and text[7] == "-":
+        parts = (text[:4], text[5:7], text[8:])
+    elif len(text) == 8:
+        parts = (text[:4], text[4:6], text[6:])
+    else:
+        raise ValueError(text)
+    if not all(p.isascii() and p.isdigit() for p in parts):
+        raise ValueError(text)
+    y, m, d = (int(p) for p in parts)
+    if not 1 <= m <= 12 or not 1 <= d <= calendar.monthrange(y, m)[1]:
+        raise ValueError(text)
+    return y, m, d
+
+
+def hour_key(keys):
+    """The value of the partition's hour key, or None."""
+    k = dict(keys)
+    return next((k[name] for name in HOUR_KEYS if name in k), None)
+
+
 def window_end_ms(keys):
     """When a partition's time window ends (ms since the epoch, UTC), or None without time keys."""
     k = dict(keys)
     try:
-        if "dt" in k or "date" in k:
-            y, m, d = (int(x) for x in (k.get("dt") or k["date"]).split("-"))
+        day = next((k[name] for name in DAY_KEYS if name in k), None)
+        if day is not None:
+            y, m, d = parse_day(day)
         elif {"year", "month", "day"} <= k.keys():
             y, m, d = int(k["year"]), int(k["month"]), int(k["day"])
         else:
             return None
         start = calendar.timegm((y, m, d, 0, 0, 0)) * 1000
-        if "hour" in k:
-            hour = int(k["hour"])
+        if hour_key(keys) is not None:
+            hour = int(hour_key(keys))
             if not 0 <= hour < 24:
                 return None
             return start + (hour + 1) * 3_600_000
@@ -106,7 +134,7 @@ class QuietHours:
             return False
         end = window_end_ms(keys)
         # An hour still being written is skipped unlisted; a day level may hold finished hours.
-        return "hour" not in dict(keys) or end is None or now_ms >= end
+        return hour_key(keys) is None or end is None or now_ms >= end
 
     def plan(self, keys, files, now_ms):
         """files: [(key, size)]. Returns ("skip", reason) or ("compact", [(indices, target)])."""

@@ -59,6 +59,14 @@ class QuietHoursTest(unittest.TestCase):
         self.assertEqual(window_end_ms([("dt", "2026-11-20")]), at(2026, 11, 21, 0, 0))
         self.assertIsNone(window_end_ms([("region", "eu")]))
         self.assertIsNone(window_end_ms([("dt", "yesterday")]))
+        # The Rust SDK's spellings: Hive's and Airflow's ds, dates without dashes, hr.
+        self.assertEqual(window_end_ms([("ds", "20261120"), ("hr", "03")]), at(2026, 11, 20, 4, 0))
+        self.assertEqual(window_end_ms([("date", "20261120")]), at(2026, 11, 21, 0, 0))
+        for bad in ["2026-02-30", "2026-1120", "+2026112", "２０２６１１２０"]:
+            self.assertIsNone(window_end_ms([("ds", bad)]), bad)
+        p = QuietHours([("window", "00:00-06:00")])
+        self.assertFalse(p.is_cold([("ds", "20261120"), ("hr", "03")], at(2026, 11, 20, 3, 10)))
+        self.assertTrue(p.is_cold([("ds", "20261120"), ("hr", "03")], at(2026, 11, 20, 4, 10)))
 
 
 if __name__ == "__main__":
