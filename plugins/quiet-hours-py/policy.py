@@ -87,8 +87,9 @@ def window_end_ms(keys):
         else:
             return None
         start = calendar.timegm((y, m, d, 0, 0, 0)) * 1000
-        if hour_key(keys) is not None:
-            hour = int(hour_key(keys))
+        hour = hour_key(keys)
+        if hour is not None:
+            hour = int(hour)
             if not 0 <= hour < 24:
                 return None
             return start + (hour + 1) * 3_600_000

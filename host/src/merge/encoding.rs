@@ -21,15 +21,15 @@
 //! maps keep their dictionaries.
 //!
 //! A column written without a dictionary need not be written plain. With adaptive encodings
-//! (`[merge] adaptive_encodings`, the default) the sample's first 2,048 values are also written,
-//! alone and with the configured codec, in each encoding that suits its type: DELTA_BINARY_PACKED for integers
-//! and timestamps, BYTE_STREAM_SPLIT for floats, DELTA_LENGTH_BYTE_ARRAY and DELTA_BYTE_ARRAY
-//! for strings and binaries. The smallest wins if it beats plain by at least 3%, so a column
-//! keeps the most widely read encoding unless another clearly pays. Measured on the benchmark's
-//! event table: delta encoding shrinks the ascending ids to almost nothing, the event times by
-//! a quarter and the random session ids by a tenth; delta lengths shrink the free text by 4%;
-//! the coordinates (rounded decimals) stay plain, where byte stream splitting would have made
-//! them two thirds larger.
+//! (`[merge] adaptive_encodings`, the default) the sample's first 2,048 values are also
+//! written, alone and with the configured codec, in each encoding that suits its type:
+//! DELTA_BINARY_PACKED for integers and timestamps, BYTE_STREAM_SPLIT for floats,
+//! DELTA_LENGTH_BYTE_ARRAY and DELTA_BYTE_ARRAY for strings and binaries. The smallest wins if
+//! it beats plain by at least 3%, so a column keeps the most widely read encoding unless another
+//! clearly pays. Measured on the benchmark's event table: delta encoding shrinks the ascending
+//! ids to almost nothing, the event times by a quarter and the random session ids by a tenth;
+//! delta lengths shrink the free text by 4%; the coordinates (rounded decimals) stay plain,
+//! where byte stream splitting would have made them two thirds larger.
 
 use std::sync::Arc;
 

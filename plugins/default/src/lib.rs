@@ -2,9 +2,9 @@
 //!
 //! * **Coldness.** A partition with hive time keys (`dt`/`date`/`ds` = `YYYY-MM-DD` or
 //!   `YYYYMMDD`, optional `hour`/`hr` = `HH`; or `year`/`month`/`day`/`hour`) covers a known
-//!   window of time; it is cold
-//!   once that window has ended plus `grace_period`. A partition without parseable time keys is
-//!   cold once its newest file is older than `undated_cold_after`.
+//!   window of time; it is cold once that window has ended plus `grace_period`. A partition
+//!   without parseable time keys is cold once its newest file is older than
+//!   `undated_cold_after`.
 //! * **Grouping.** Files already at or above `target_size` are left alone. The rest, taken in key
 //!   order, are cut into `max(1, total / target)` consecutive groups of nearly equal size, so every
 //!   output lands between the target and twice the target whenever the data allows. A partition
