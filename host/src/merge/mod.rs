@@ -166,79 +166,115 @@ pub fn catch_panic<T>(
     })
 }
 
-/// The zstd that parquet uses is patched (`vendor/zstd`) to pool its contexts per thread. A
-/// pooled context must come back as new: no dictionary and no level of its last owner.
+/// The zstd that parquet uses is patched (`vendor/zstd`): plain compressors and decompressors
+/// run on their thread's shared contexts, the others on their own.
 #[cfg(test)]
-mod zstd_pool {
+mod zstd_shared {
+    use zstd::bulk::{Compressor, Decompressor};
     use zstd::zstd_safe::{CCtx, CParameter, DParameter};
 
     #[test]
-    fn pooled_contexts_come_back_as_new() {
+    fn contexts_with_settings_leave_the_shared_ones_as_new() {
         let dictionary = b"page_view click scroll add_to_cart checkout purchase ".repeat(40);
         let data = dictionary.repeat(50);
-        // Contexts set up with a dictionary, level 19, checksums and a tiny window, never
-        // used, go back to the pool...
+        // Compressors and decompressors with a dictionary, level 19, checksums and a tiny
+        // window, each used once, on contexts of their own...
         for _ in 0..8 {
-            let mut d = zstd::bulk::Decompressor::with_dictionary(&dictionary).unwrap();
-            d.set_parameter(DParameter::WindowLogMax(10)).unwrap();
-            let mut c = zstd::bulk::Compressor::with_dictionary(19, &dictionary).unwrap();
+            let mut c = Compressor::with_dictionary(19, &dictionary).unwrap();
             c.set_parameter(CParameter::ChecksumFlag(true)).unwrap();
+            let frame = c.compress(&data).unwrap();
+            let mut d = Decompressor::with_dictionary(&dictionary).unwrap();
+            d.set_parameter(DParameter::WindowLogMax(20)).unwrap();
+            assert_eq!(d.decompress(&frame, data.len()).unwrap(), data);
+            assert!(c.has_own_context() && d.has_own_context());
+            // (A plain decompressor cannot read a frame made with a dictionary.)
+            assert!(
+                Decompressor::new()
+                    .unwrap()
+                    .decompress(&frame, data.len())
+                    .is_err()
+            );
         }
-        // ...and the ones handed out next behave exactly like fresh ones. (A parameter, even
-        // at its default, keeps a compressor on its own context rather than the shared one.)
-        let mut compressor = zstd::bulk::Compressor::new(1).unwrap();
-        compressor
-            .set_parameter(CParameter::ChecksumFlag(false))
-            .unwrap();
-        let pooled = compressor.compress(&data).unwrap();
+        // ...leave the shared ones as new: a plain compressor makes the frame a fresh context
+        // makes, and a plain decompressor reads it back.
+        let mut compressor = Compressor::new(1).unwrap();
+        let shared = compressor.compress(&data).unwrap();
         assert_eq!(
-            pooled,
-            fresh_frame(1, &data),
+            shared,
+            fresh_frame(1, &[], &data),
             "same frame as a fresh context"
         );
-        let back = zstd::bulk::Decompressor::new()
+        let back = Decompressor::new()
             .unwrap()
-            .decompress(&pooled, data.len())
+            .decompress(&shared, data.len())
             .unwrap();
         assert_eq!(back, data);
-        // The independent streaming decoder (never pooled) agrees.
-        assert_eq!(zstd::stream::decode_all(&pooled[..]).unwrap(), data);
+        // The independent streaming decoder (never shared) agrees.
+        assert_eq!(zstd::stream::decode_all(&shared[..]).unwrap(), data);
     }
 
-    /// One frame of `data` from a new context at `level`.
-    fn fresh_frame(level: i32, data: &[u8]) -> Vec<u8> {
+    #[test]
+    fn a_parameter_survives_a_change_of_level() {
+        let data = b"event_id,user_id,session_id\n".repeat(4_000);
+        let mut compressor = Compressor::new(1).unwrap();
+        compressor
+            .set_parameter(CParameter::ChecksumFlag(true))
+            .unwrap();
+        compressor.set_compression_level(5).unwrap();
+        assert_eq!(
+            compressor.compress(&data).unwrap(),
+            fresh_frame(5, &[CParameter::ChecksumFlag(true)], &data)
+        );
+    }
+
+    /// One frame of `data` from a new context at `level` with `parameters`.
+    fn fresh_frame(level: i32, parameters: &[CParameter], data: &[u8]) -> Vec<u8> {
         let mut fresh = CCtx::create();
         fresh
             .set_parameter(CParameter::CompressionLevel(level))
             .unwrap();
+        for parameter in parameters {
+            fresh.set_parameter(*parameter).unwrap();
+        }
         let mut frame = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
         fresh.compress2(&mut frame, data).unwrap();
         frame
     }
 
     #[test]
-    fn compressors_with_only_a_level_share_one_workspace() {
+    fn a_wide_row_group_makes_no_context_per_column() {
         // A mebibyte of 32-bit ids, like a page of a column.
         let data: Vec<u8> = (0..1u32 << 18)
             .flat_map(|i| (i.wrapping_mul(2_654_435_761) % 200_000).to_le_bytes())
             .collect();
-        // A column writer's worth of compressors alive at once, at two levels in turn: each
-        // frame is the one a fresh context at its own level makes.
-        let mut compressors: Vec<_> = (0..18)
-            .map(|i| zstd::bulk::Compressor::new([9, 1][i % 2]).unwrap())
+        // The codecs of a wide row group alive at once (parquet makes a compressor and a
+        // decompressor per column), at two levels in turn: each frame is the one a fresh
+        // context at its own level makes, and each decompressor reads its column back.
+        let mut codecs: Vec<_> = (0..800)
+            .map(|i| {
+                let level = [9, 1][i % 2];
+                (
+                    level,
+                    Compressor::new(level).unwrap(),
+                    Decompressor::new().unwrap(),
+                )
+            })
             .collect();
-        for (i, compressor) in compressors.iter_mut().enumerate() {
-            let level = [9, 1][i % 2];
+        for (i, (level, compressor, decompressor)) in codecs.iter_mut().enumerate().take(40) {
             let frame = compressor.compress(&data).unwrap();
             assert_eq!(
                 frame,
-                fresh_frame(level, &data),
-                "compressor {i}, level {level}"
+                fresh_frame(*level, &[], &data),
+                "column {i}, level {level}"
             );
+            assert_eq!(decompressor.decompress(&frame, data.len()).unwrap(), data);
         }
-        // None of them grew a workspace of its own (a used level-3 context holds ~1.3 MB).
-        for compressor in &mut compressors {
-            assert!(compressor.context_mut().sizeof() < 100_000);
-        }
+        // None has a context of its own (a decompression context is ~95 KB before any use, a
+        // compression one ~1.3 MB once used at level 3).
+        assert!(
+            codecs
+                .iter()
+                .all(|(_, c, d)| !c.has_own_context() && !d.has_own_context())
+        );
     }
 }

@@ -13,32 +13,23 @@ use zstd_safe;
 /// * It re-uses the zstd context between jobs to avoid re-allocations
 /// * It avoids copying data from a `Read` into a temporary buffer before compression.
 pub struct Compressor<'a> {
-    // compactor's patch: taken from a per-thread pool, and returned to it unless it
-    // compressed something (see `pool`).
-    context: std::mem::ManuallyDrop<zstd_safe::CCtx<'a>>,
-    used: bool,
-    // compactor's patch: while the compressor is set up with a level and nothing else, it
-    // compresses on its thread's shared context (see `pool::with_shared_cctx`), and its own
-    // context never grows a workspace.
-    level_only: Option<i32>,
+    // compactor's patch: see `Setup`.
+    setup: Setup<'a>,
+}
+
+/// compactor's patch: how a compressor is set up.
+enum Setup<'a> {
+    /// With a level and nothing else (all the parquet crate asks for): it compresses on its
+    /// thread's shared context (see `shared`) and makes none of its own.
+    Level(i32),
+    /// With a dictionary or a parameter: on a context of its own.
+    Own(zstd_safe::CCtx<'a>),
 }
 
 impl Default for Compressor<'_> {
     fn default() -> Self {
         Compressor {
-            context: std::mem::ManuallyDrop::new(super::pool::take_cctx()),
-            used: false,
-            level_only: Some(0),
-        }
-    }
-}
-
-impl Drop for Compressor<'_> {
-    fn drop(&mut self) {
-        // SAFETY: `context` is not touched again; this is the only place it is taken.
-        let context = unsafe { std::mem::ManuallyDrop::take(&mut self.context) };
-        if !self.used {
-            super::pool::give_cctx(context);
+            setup: Setup::Level(0),
         }
     }
 }
@@ -103,16 +94,20 @@ impl<'a> Compressor<'a> {
         level: i32,
         dictionary: &[u8],
     ) -> io::Result<()> {
-        self.context
+        // compactor's patch: a level alone needs no context of its own. One made earlier (for
+        // a parameter, say) is kept, so the parameter still applies.
+        if dictionary.is_empty() && matches!(self.setup, Setup::Level(_)) {
+            self.setup = Setup::Level(level);
+            return Ok(());
+        }
+        let context = self.own_context();
+        context
             .set_parameter(zstd_safe::CParameter::CompressionLevel(level))
             .map_err(map_error_code)?;
 
-        self.context
+        context
             .load_dictionary(dictionary)
             .map_err(map_error_code)?;
-
-        // compactor's patch: a level alone can be applied to the shared context.
-        self.level_only = dictionary.is_empty().then_some(level);
         Ok(())
     }
 
@@ -129,8 +124,7 @@ impl<'a> Compressor<'a> {
     where
         'b: 'a,
     {
-        self.level_only = None; // compactor's patch
-        self.context
+        self.own_context()
             .ref_cdict(dictionary.as_cdict())
             .map_err(map_error_code)?;
 
@@ -155,19 +149,23 @@ impl<'a> Compressor<'a> {
         source: &[u8],
         destination: &mut C,
     ) -> io::Result<usize> {
-        if let Some(level) = self.level_only {
-            // compactor's patch
-            return super::pool::with_shared_cctx(|context| {
-                context
-                    .set_parameter(zstd_safe::CParameter::CompressionLevel(
-                        level,
-                    ))
-                    .map_err(map_error_code)?;
+        // compactor's patch
+        match &mut self.setup {
+            Setup::Level(level) => {
+                let level = *level;
+                super::shared::with_cctx(|context| {
+                    context
+                        .set_parameter(zstd_safe::CParameter::CompressionLevel(
+                            level,
+                        ))
+                        .map_err(map_error_code)?;
+                    compress2_or_abandon(context, source, destination)
+                })
+            }
+            Setup::Own(context) => {
                 compress2_or_abandon(context, source, destination)
-            });
+            }
         }
-        self.used = true;
-        compress2_or_abandon(&mut self.context, source, destination)
     }
 
     /// Compresses a block of data and returns the compressed result.
@@ -186,9 +184,28 @@ impl<'a> Compressor<'a> {
 
     /// Gives mutable access to the internal context.
     pub fn context_mut(&mut self) -> &mut zstd_safe::CCtx<'a> {
-        self.used = true;
-        self.level_only = None; // compactor's patch
-        &mut self.context
+        self.own_context() // compactor's patch
+    }
+
+    /// compactor's patch: its own context, made now (at its level) if it has none.
+    fn own_context(&mut self) -> &mut zstd_safe::CCtx<'a> {
+        if let Setup::Level(level) = self.setup {
+            let mut context = zstd_safe::CCtx::default();
+            // A level out of range is clamped, not refused.
+            let _ = context
+                .set_parameter(zstd_safe::CParameter::CompressionLevel(level));
+            self.setup = Setup::Own(context);
+        }
+        match &mut self.setup {
+            Setup::Own(context) => context,
+            Setup::Level(_) => unreachable!("made above"),
+        }
+    }
+
+    /// compactor's patch: whether it has a context of its own (for tests).
+    #[doc(hidden)]
+    pub fn has_own_context(&self) -> bool {
+        matches!(self.setup, Setup::Own(_))
     }
 
     /// Sets a compression parameter for this compressor.
@@ -196,8 +213,7 @@ impl<'a> Compressor<'a> {
         &mut self,
         parameter: zstd_safe::CParameter,
     ) -> io::Result<()> {
-        self.level_only = None; // compactor's patch
-        self.context
+        self.own_context() // compactor's patch
             .set_parameter(parameter)
             .map_err(map_error_code)?;
         Ok(())
@@ -215,8 +231,7 @@ impl<'a> Compressor<'a> {
         &mut self,
         size: Option<u64>,
     ) -> io::Result<()> {
-        self.level_only = None; // compactor's patch
-        self.context
+        self.own_context() // compactor's patch
             .set_pledged_src_size(size)
             .map_err(map_error_code)?;
         Ok(())

@@ -8,23 +8,14 @@ use zstd_safe;
 ///
 /// This reduces memory usage compared to calling `decompress` multiple times.
 pub struct Decompressor<'a> {
-    // compactor's patch: taken from and returned to a per-thread pool (see `pool`).
-    context: std::mem::ManuallyDrop<zstd_safe::DCtx<'a>>,
+    // compactor's patch: its own context, made only once a dictionary or a parameter needs
+    // one; until then it decompresses on its thread's shared context (see `shared`).
+    context: Option<zstd_safe::DCtx<'a>>,
 }
 
 impl Default for Decompressor<'_> {
     fn default() -> Self {
-        Decompressor {
-            context: std::mem::ManuallyDrop::new(super::pool::take_dctx()),
-        }
-    }
-}
-
-impl Drop for Decompressor<'_> {
-    fn drop(&mut self) {
-        // SAFETY: `context` is not touched again; this is the only place it is taken.
-        let context = unsafe { std::mem::ManuallyDrop::take(&mut self.context) };
-        super::pool::give_dctx(context);
+        Decompressor { context: None }
     }
 }
 
@@ -69,7 +60,11 @@ impl<'a> Decompressor<'a> {
     /// Note that using a dictionary means that compression will need to use
     /// the same dictionary.
     pub fn set_dictionary(&mut self, dictionary: &[u8]) -> io::Result<()> {
-        self.context
+        // compactor's patch: no dictionary on no context of its own is what it has already.
+        if dictionary.is_empty() && self.context.is_none() {
+            return Ok(());
+        }
+        self.own_context()
             .load_dictionary(dictionary)
             .map_err(map_error_code)?;
 
@@ -87,7 +82,7 @@ impl<'a> Decompressor<'a> {
     where
         'b: 'a,
     {
-        self.context
+        self.own_context()
             .ref_ddict(dictionary.as_ddict())
             .map_err(map_error_code)?;
 
@@ -114,9 +109,25 @@ impl<'a> Decompressor<'a> {
         source: &[u8],
         destination: &mut C,
     ) -> io::Result<usize> {
-        self.context
-            .decompress(destination, source)
-            .map_err(map_error_code)
+        // compactor's patch
+        match &mut self.context {
+            Some(context) => context.decompress(destination, source),
+            None => super::shared::with_dctx(|context| {
+                context.decompress(destination, source)
+            }),
+        }
+        .map_err(map_error_code)
+    }
+
+    /// compactor's patch: its own context, made now if it has none.
+    fn own_context(&mut self) -> &mut zstd_safe::DCtx<'a> {
+        self.context.get_or_insert_with(zstd_safe::DCtx::default)
+    }
+
+    /// compactor's patch: whether it has a context of its own (for tests).
+    #[doc(hidden)]
+    pub fn has_own_context(&self) -> bool {
+        self.context.is_some()
     }
 
     /// Decompress a block of data, and return the result in a `Vec<u8>`.
@@ -170,7 +181,7 @@ impl<'a> Decompressor<'a> {
         &mut self,
         parameter: zstd_safe::DParameter,
     ) -> io::Result<()> {
-        self.context
+        self.own_context()
             .set_parameter(parameter)
             .map_err(map_error_code)?;
         Ok(())

@@ -6,7 +6,7 @@
 
 mod compressor;
 mod decompressor;
-mod pool;
+mod shared;
 
 #[cfg(test)]
 mod tests;
