@@ -167,6 +167,8 @@ async fn merge_job(
             format!("-{i}")
         };
         let name = dir.join(format!("part-{:05}{suffix}.parquet", job.number));
+        crate::store::local::give_new_file_mode(spool.path())
+            .with_context(|| format!("writing {}", name.display()))?;
         spool
             .persist(&name)
             .with_context(|| format!("writing {}", name.display()))?;

@@ -58,6 +58,28 @@ fn hot_hour_untouched_cold_hours_once_min_files_respected() {
     assert_eq!(snapshot(&w, HOT), hot_before);
 }
 
+/// A merged file gets the mode of any file compactor creates (0666 less its umask), not the
+/// private 0600 of the temporary file it was written as: at 0600 a query engine running as
+/// another user could no longer read the partition.
+#[test]
+fn merged_files_are_readable_as_the_umask_allows() {
+    let w = Warehouse::new("");
+    for i in 0..2 {
+        w.put(&format!("{}part-{i}.parquet", cold(3)), &small());
+    }
+    for (umask, expected) in [(0o022, "644"), (0o027, "640")] {
+        let prefix = cold(3);
+        let mut once = compactor_command(&w.config, &["once"], &[]);
+        let run = Run(with_umask(&mut once, umask).output().unwrap());
+        run.expect_code(0);
+        let outputs = w.outputs(&prefix);
+        assert_eq!(outputs.len(), 1, "{}", run.stderr());
+        assert_eq!(mode_of(&w.path(&outputs[0])), expected, "umask {umask:03o}");
+        // Compacted again from the merged file and one more small one.
+        w.put(&format!("{prefix}part-{umask}.parquet"), &small());
+    }
+}
+
 /// Hive's and Airflow's `ds=YYYYMMDD/hr=HH` layout is dated like `dt=YYYY-MM-DD/hour=HH`: a
 /// closed hour or day is compacted at once, the open hour stays. (Read as undated, every
 /// partition here would be hot: the files' modification times are the real clock's, days

@@ -10,13 +10,32 @@ use crate::util::*;
 
 /// `compactor merge ARGS... INPUT OUTPUT`.
 fn merge(args: &[&str], input: &Path, output: &Path) -> Run {
-    Run(Command::new(env!("CARGO_BIN_EXE_compactor"))
-        .arg("merge")
-        .args(args)
-        .arg(input)
-        .arg(output)
-        .output()
-        .unwrap())
+    Run(merge_command(args, input, output).output().unwrap())
+}
+
+fn merge_command(args: &[&str], input: &Path, output: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_compactor"));
+    cmd.arg("merge").args(args).arg(input).arg(output);
+    cmd
+}
+
+/// Outputs are ordinary files (0666 less the umask), not private temporary ones.
+#[test]
+fn merged_files_are_readable_as_the_umask_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for i in 0..2 {
+        let small = corpus("alltypes_plain.parquet");
+        std::fs::copy(&small, input.join(format!("part-{i}.parquet"))).unwrap();
+    }
+    for (umask, expected) in [(0o022, "644"), (0o077, "600")] {
+        let output = dir.path().join(format!("out-{umask:o}"));
+        let mut cmd = merge_command(&[], &input, &output);
+        Run(with_umask(&mut cmd, umask).output().unwrap()).expect_code(0);
+        let merged = output.join("part-00000.parquet");
+        assert_eq!(mode_of(&merged), expected, "umask {umask:03o}");
+    }
 }
 
 /// Writes `batch` as a Parquet file at `path`, with parquet's default properties.

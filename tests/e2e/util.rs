@@ -134,6 +134,13 @@ impl Warehouse {
 
 /// Runs `compactor --config CONFIG --now NOW <args>` with `env` added.
 pub fn run_compactor(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    Run(compactor_command(config, args, env)
+        .output()
+        .expect("run compactor"))
+}
+
+/// The command `compactor --config CONFIG --now NOW <args>` with `env` added.
+pub fn compactor_command(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_compactor"));
     cmd.arg("--config")
         .arg(config)
@@ -143,7 +150,29 @@ pub fn run_compactor(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Run 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    Run(cmd.output().expect("run compactor"))
+    cmd
+}
+
+/// Makes `cmd` start with the file mode creation mask `mask` (as a service's `UMask=` does).
+#[allow(unsafe_code)]
+pub fn with_umask(cmd: &mut Command, mask: libc::mode_t) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask(2) is async-signal-safe, and only sets the child's mask.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask);
+            Ok(())
+        })
+    }
+}
+
+/// The permission bits of the file at `path`, in octal (`644`).
+pub fn mode_of(path: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    format!(
+        "{:o}",
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    )
 }
 
 pub struct Run(pub Output);

@@ -89,6 +89,27 @@ fn rand_u64() -> u64 {
     RandomState::new().hash_one(0u8)
 }
 
+/// Gives the file at `path` the mode this process gives a file it creates: 0666 less its umask,
+/// as every writer's files get. A merged file is written as a private temporary file (0600,
+/// since a work dir may be shared with other users) and then published; left at 0600, it
+/// would be unreadable to a query engine that runs as another user than compactor.
+pub fn give_new_file_mode(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    static MODE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let mode = *MODE.get_or_init(|| {
+        // Reading the umask through umask(2) would change it for every thread meanwhile.
+        let umask = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                let value = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+                u32::from_str_radix(value.trim(), 8).ok()
+            })
+            .unwrap_or(0o022);
+        0o666 & !umask
+    });
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
 fn backend_error(key: &str, e: std::io::Error) -> StoreError {
     if e.kind() == std::io::ErrorKind::NotFound {
         StoreError::NotFound {
@@ -326,6 +347,7 @@ impl Store for LocalStore {
         blocking(move || {
             let fail = |e| backend_error(&key, e);
             std::fs::copy(&src, &tmp).map_err(fail)?;
+            give_new_file_mode(&tmp).map_err(fail)?;
             std::fs::File::open(&tmp)
                 .and_then(|f| f.sync_all())
                 .map_err(fail)?;
