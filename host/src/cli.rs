@@ -6,7 +6,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 all went well; 1 a partition or group failed (the others were still done);
-2 bad usage, config or plugin (nothing was done).
+2 bad usage, config or plugin (nothing was done); 130 a second SIGTERM/SIGINT cut a graceful
+stop short (still safe: the next run finishes what was cut).
 
 Quick start: `compactor demo` seeds ./warehouse with small files and compacts them.
 Docs: README.md (config reference, writing a plugin).";
@@ -237,5 +238,20 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    /// Scripts branch on the exit code: `--help` lists every one the process can end with.
+    #[test]
+    fn help_lists_every_exit_code() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        for code in [
+            "0 all went well",
+            "1 a partition",
+            "2 bad usage",
+            "130 a second",
+        ] {
+            assert!(help.contains(code), "{code}: {help}");
+        }
     }
 }
