@@ -177,8 +177,8 @@ mod zstd_shared {
     fn contexts_with_settings_leave_the_shared_ones_as_new() {
         let dictionary = b"page_view click scroll add_to_cart checkout purchase ".repeat(40);
         let data = dictionary.repeat(50);
-        // Compressors and decompressors with a dictionary, level 19, checksums and a tiny
-        // window, each used once, on contexts of their own...
+        // Compressors and decompressors with a dictionary, level 19, checksums and a window
+        // limit, each used once, on contexts of their own...
         for _ in 0..8 {
             let mut c = Compressor::with_dictionary(19, &dictionary).unwrap();
             c.set_parameter(CParameter::ChecksumFlag(true)).unwrap();
