@@ -63,9 +63,14 @@ def parse_day(text):
         raise ValueError(text)
     if not all(p.isascii() and p.isdigit() for p in parts):
         raise ValueError(text)
-    y, m, d = (int(p) for p in parts)
+    return real_day(*(int(p) for p in parts))
+
+
+def real_day(y, m, d):
+    """(y, m, d) if it names a day of the calendar; ValueError otherwise (timegm would roll
+    February 30 over into March)."""
     if not 1 <= m <= 12 or not 1 <= d <= calendar.monthrange(y, m)[1]:
-        raise ValueError(text)
+        raise ValueError(f"{y}-{m}-{d}")
     return y, m, d
 
 
@@ -83,7 +88,7 @@ def window_end_ms(keys):
         if day is not None:
             y, m, d = parse_day(day)
         elif {"year", "month", "day"} <= k.keys():
-            y, m, d = int(k["year"]), int(k["month"]), int(k["day"])
+            y, m, d = real_day(int(k["year"]), int(k["month"]), int(k["day"]))
         else:
             return None
         start = calendar.timegm((y, m, d, 0, 0, 0)) * 1000

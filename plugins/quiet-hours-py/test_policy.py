@@ -64,6 +64,11 @@ class QuietHoursTest(unittest.TestCase):
         self.assertEqual(window_end_ms([("date", "20261120")]), at(2026, 11, 21, 0, 0))
         for bad in ["2026-02-30", "2026-1120", "+2026112", "２０２６１１２０"]:
             self.assertIsNone(window_end_ms([("ds", bad)]), bad)
+        ymd = [("year", "2026"), ("month", "11"), ("day", "20"), ("hour", "03")]
+        self.assertEqual(window_end_ms(ymd), at(2026, 11, 20, 4, 0))
+        for month, day in [("02", "30"), ("13", "01"), ("11", "00"), ("04", "31")]:
+            bad = [("year", "2026"), ("month", month), ("day", day)]
+            self.assertIsNone(window_end_ms(bad), bad)
         p = QuietHours([("window", "00:00-06:00")])
         self.assertFalse(p.is_cold([("ds", "20261120"), ("hr", "03")], at(2026, 11, 20, 3, 10)))
         self.assertTrue(p.is_cold([("ds", "20261120"), ("hr", "03")], at(2026, 11, 20, 4, 10)))
