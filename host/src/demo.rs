@@ -35,7 +35,10 @@ pub async fn seed(store: &dyn Store, table_prefix: &str, now_ms: i64) -> anyhow:
         for file in 0..FILES_PER_PARTITION {
             let batch = demo_batch(event_id, hour_start)?;
             event_id += ROWS_PER_FILE as i64;
-            let path = dir.path().join("part.parquet");
+            // A new file for each object: `put_file` may publish this very file.
+            let path = dir
+                .path()
+                .join(format!("part-{hours_ago}-{file:05}.parquet"));
             let props = WriterProperties::builder()
                 .set_compression(Compression::SNAPPY)
                 .build();

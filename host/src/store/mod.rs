@@ -164,7 +164,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError>;
 
     /// Writes the local file `src` to `key`, replacing any object there. Readers see the old
-    /// object or the new one, never a partial one.
+    /// object or the new one, never a partial one. `src` must not be written to afterwards: a
+    /// local directory on the same filesystem publishes it as a second name of the same file
+    /// rather than a copy (the caller may still delete its own name).
     async fn put_file(&self, key: &str, src: &Path) -> Result<ObjectMeta, StoreError>;
 
     /// Writes `data` to `key` only if no object exists there; `Ok(false)` when one did.
