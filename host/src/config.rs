@@ -421,11 +421,11 @@ impl Config {
             row_group_bytes,
             max_row_group_bytes,
             batch_rows: raw.merge.batch_rows,
-            work_dir: raw
-                .merge
-                .work_dir
-                .map(|d| base.join(d))
-                .unwrap_or_else(std::env::temp_dir),
+            work_dir: match (&raw.merge.work_dir, &store) {
+                (Some(dir), _) => base.join(dir),
+                (None, StoreConfig::Local { root }) => crate::store::local::default_work_dir(root),
+                (None, StoreConfig::S3(_)) => std::env::temp_dir(),
+            },
             parallelism: match raw.merge.parallelism {
                 0 => cpu_count(),
                 n => n,
@@ -819,6 +819,24 @@ min_files = 2
                 metrics_addr: "127.0.0.1:9464".parse().unwrap(),
                 shutdown_grace: Duration::from_secs(25),
             }
+        );
+    }
+
+    /// A local warehouse keeps merged files on its own filesystem until they are linked into
+    /// place; S3 has no filesystem, so the system's temporary directory it is; a setting wins.
+    #[test]
+    fn work_dir_defaults_to_the_warehouse_s_own_for_a_local_store() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(
+            c.merge.work_dir,
+            PathBuf::from("/etc/compactor/warehouse/.compactor-tmp")
+        );
+        let s3 = MINIMAL.replace("url = \"file://./warehouse\"", "url = \"s3://lake\"");
+        assert_eq!(parse(&s3).unwrap().merge.work_dir, std::env::temp_dir());
+        let set = format!("{MINIMAL}[merge]\nwork_dir = \"/var/tmp/c\"\n");
+        assert_eq!(
+            parse(&set).unwrap().merge.work_dir,
+            PathBuf::from("/var/tmp/c")
         );
     }
 
