@@ -424,7 +424,10 @@ impl Config {
             work_dir: match (&raw.merge.work_dir, &store) {
                 (Some(dir), _) => base.join(dir),
                 (None, StoreConfig::Local { root }) => crate::store::local::default_work_dir(root),
-                (None, StoreConfig::S3(_)) => std::env::temp_dir(),
+                (None, StoreConfig::S3(_)) => disk_temp_dir(
+                    std::env::var_os("TMPDIR").is_some(),
+                    Path::new(VAR_TMP).is_dir(),
+                ),
             },
             parallelism: match raw.merge.parallelism {
                 0 => cpu_count(),
@@ -603,6 +606,20 @@ fn parse_daemon(raw: &RawDaemon) -> Result<DaemonConfig, String> {
         metrics_addr,
         shutdown_grace: duration("shutdown_grace", &raw.shutdown_grace)?,
     })
+}
+
+const VAR_TMP: &str = "/var/tmp";
+
+/// The temporary directory for merged files on their way to S3: `$TMPDIR` when it is set,
+/// else `/var/tmp`, which is on disk (FHS) where `/tmp` is often in memory (tmpfs, the default
+/// on Fedora, Arch and Debian 13): a merged file is up to twice the target size per merge in
+/// flight, memory that `memory_budget` does not count.
+fn disk_temp_dir(tmpdir_set: bool, var_tmp_exists: bool) -> PathBuf {
+    if tmpdir_set || !var_tmp_exists {
+        std::env::temp_dir()
+    } else {
+        PathBuf::from(VAR_TMP)
+    }
 }
 
 fn cpu_count() -> usize {
@@ -823,7 +840,7 @@ min_files = 2
     }
 
     /// A local warehouse keeps merged files on its own filesystem until they are linked into
-    /// place; S3 has no filesystem, so the system's temporary directory it is; a setting wins.
+    /// place; for S3 they wait on disk; a setting wins.
     #[test]
     fn work_dir_defaults_to_the_warehouse_s_own_for_a_local_store() {
         let c = parse(MINIMAL).unwrap();
@@ -832,7 +849,15 @@ min_files = 2
             PathBuf::from("/etc/compactor/warehouse/.compactor-tmp")
         );
         let s3 = MINIMAL.replace("url = \"file://./warehouse\"", "url = \"s3://lake\"");
-        assert_eq!(parse(&s3).unwrap().merge.work_dir, std::env::temp_dir());
+        let on_disk = disk_temp_dir(
+            std::env::var_os("TMPDIR").is_some(),
+            Path::new(VAR_TMP).is_dir(),
+        );
+        assert_eq!(parse(&s3).unwrap().merge.work_dir, on_disk);
+        // S3: `$TMPDIR` when set, else /var/tmp (on disk where /tmp may be in memory).
+        assert_eq!(disk_temp_dir(true, true), std::env::temp_dir());
+        assert_eq!(disk_temp_dir(false, true), PathBuf::from("/var/tmp"));
+        assert_eq!(disk_temp_dir(false, false), std::env::temp_dir());
         let set = format!("{MINIMAL}[merge]\nwork_dir = \"/var/tmp/c\"\n");
         assert_eq!(
             parse(&set).unwrap().merge.work_dir,
