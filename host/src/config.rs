@@ -421,10 +421,9 @@ impl Config {
             row_group_bytes,
             max_row_group_bytes,
             batch_rows: raw.merge.batch_rows,
-            work_dir: match (&raw.merge.work_dir, &store) {
-                (Some(dir), _) => base.join(dir),
-                (None, StoreConfig::Local { root }) => crate::store::local::default_work_dir(root),
-                (None, StoreConfig::S3(_)) => disk_temp_dir(
+            work_dir: match &raw.merge.work_dir {
+                Some(dir) => base.join(dir),
+                None => disk_temp_dir(
                     std::env::var_os("TMPDIR").is_some(),
                     Path::new(VAR_TMP).is_dir(),
                 ),
@@ -610,10 +609,13 @@ fn parse_daemon(raw: &RawDaemon) -> Result<DaemonConfig, String> {
 
 const VAR_TMP: &str = "/var/tmp";
 
-/// The temporary directory for merged files on their way to S3: `$TMPDIR` when it is set,
-/// else `/var/tmp`, which is on disk (FHS) where `/tmp` is often in memory (tmpfs, the default
-/// on Fedora, Arch and Debian 13): a merged file is up to twice the target size per merge in
-/// flight, memory that `memory_budget` does not count.
+/// The default work dir, where merged files (and their spilled pages) wait: `$TMPDIR` when it
+/// is set, else `/var/tmp`, which is on disk (FHS) where `/tmp` is often in memory (tmpfs, the
+/// default on Fedora, Arch and Debian 13): a merged file is up to twice the target size per
+/// merge in flight, memory that `memory_budget` does not count. On the same filesystem as a
+/// local warehouse (as `/var/tmp` often is), merged files are linked into place, not copied.
+/// Not inside the warehouse itself: on a network filesystem its pages would cross the network
+/// twice, spilled and then written.
 fn disk_temp_dir(tmpdir_set: bool, var_tmp_exists: bool) -> PathBuf {
     if tmpdir_set || !var_tmp_exists {
         std::env::temp_dir()
@@ -839,22 +841,18 @@ min_files = 2
         );
     }
 
-    /// A local warehouse keeps merged files on its own filesystem until they are linked into
-    /// place; for S3 they wait on disk; a setting wins.
+    /// Merged files wait on disk, in `$TMPDIR` or `/var/tmp`, whatever the store; a setting
+    /// wins.
     #[test]
-    fn work_dir_defaults_to_the_warehouse_s_own_for_a_local_store() {
-        let c = parse(MINIMAL).unwrap();
-        assert_eq!(
-            c.merge.work_dir,
-            PathBuf::from("/etc/compactor/warehouse/.compactor-tmp")
-        );
-        let s3 = MINIMAL.replace("url = \"file://./warehouse\"", "url = \"s3://lake\"");
+    fn work_dir_defaults_to_a_temporary_directory_on_disk() {
         let on_disk = disk_temp_dir(
             std::env::var_os("TMPDIR").is_some(),
             Path::new(VAR_TMP).is_dir(),
         );
+        assert_eq!(parse(MINIMAL).unwrap().merge.work_dir, on_disk);
+        let s3 = MINIMAL.replace("url = \"file://./warehouse\"", "url = \"s3://lake\"");
         assert_eq!(parse(&s3).unwrap().merge.work_dir, on_disk);
-        // S3: `$TMPDIR` when set, else /var/tmp (on disk where /tmp may be in memory).
+        // `$TMPDIR` when set, else /var/tmp (on disk where /tmp may be in memory).
         assert_eq!(disk_temp_dir(true, true), std::env::temp_dir());
         assert_eq!(disk_temp_dir(false, true), PathBuf::from("/var/tmp"));
         assert_eq!(disk_temp_dir(false, false), std::env::temp_dir());

@@ -185,14 +185,6 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-/// Where merged files are written before they go into a local warehouse at `root`, unless
-/// `[merge] work_dir` says otherwise: its own temporary directory, on its filesystem, so that
-/// `put_file` links them into place instead of copying them (and a `/tmp` in memory, as tmpfs,
-/// never holds them).
-pub fn default_work_dir(root: &Path) -> PathBuf {
-    root.join(TMP_DIR)
-}
-
 /// Removes the files in `dir` whose name `matches` and that were last modified more than
 /// `older_than` ago: what a killed process left (a live one's files are younger). Returns how
 /// many were removed.
