@@ -110,6 +110,18 @@ pub fn give_new_file_mode(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
+/// Whether `src`, linked into `dir`, has the group a file created there gets. A set-group-ID
+/// directory (a warehouse its writers and readers share by group, see the README's file modes)
+/// gives new files its own group, which a file made elsewhere and linked in does not carry.
+fn link_keeps_group(dir: &Path, src: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    const SET_GROUP_ID: u32 = 0o2000;
+    match (std::fs::metadata(dir), std::fs::metadata(src)) {
+        (Ok(dir), Ok(src)) => dir.mode() & SET_GROUP_ID == 0 || dir.gid() == src.gid(),
+        _ => false,
+    }
+}
+
 fn backend_error(key: &str, e: std::io::Error) -> StoreError {
     if e.kind() == std::io::ErrorKind::NotFound {
         StoreError::NotFound {
@@ -349,8 +361,11 @@ impl Store for LocalStore {
             // On the same filesystem the file gets a second name instead of a copy of its
             // bytes (the caller leaves it as it is, see `Store::put_file`): a merged file is
             // hundreds of MiB, and copying it was 4% of `compactor once` on the large
-            // benchmark set. Elsewhere, or where links are refused, it is copied.
-            if std::fs::hard_link(&src, &tmp).is_err() {
+            // benchmark set. Elsewhere, where links are refused, or where the link would carry
+            // the wrong group, it is copied.
+            let linked = tmp.parent().is_some_and(|dir| link_keeps_group(dir, &src))
+                && std::fs::hard_link(&src, &tmp).is_ok();
+            if !linked {
                 std::fs::copy(&src, &tmp).map_err(fail)?;
             }
             give_new_file_mode(&tmp).map_err(fail)?;
@@ -501,6 +516,38 @@ mod tests {
         assert_ne!(ino(&published), ino(&src), "copied");
         std::fs::write(&src, b"changed").unwrap();
         assert_eq!(std::fs::read(&published).unwrap(), b"other rows");
+    }
+
+    /// A warehouse shared by group (a set-group-ID directory) gives a merged file its group:
+    /// one made under another group is copied in, as a linked one would keep its old group.
+    #[tokio::test]
+    async fn put_file_into_a_set_group_id_warehouse_gives_the_warehouse_s_group() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("warehouse");
+        std::fs::create_dir(&root).unwrap();
+        let src = dir.path().join("merged.parquet");
+        std::fs::write(&src, b"merged rows").unwrap();
+        let group = std::fs::metadata(&src).unwrap().gid() + 1;
+        if std::os::unix::fs::chown(&root, None, Some(group)).is_err() {
+            eprintln!("cannot give a directory another group here (not root): not exercised");
+            return;
+        }
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o2775)).unwrap();
+        let store = LocalStore::try_new(&root).unwrap();
+
+        store.put_file("t/p/out.parquet", &src).await.unwrap();
+        let published = std::fs::metadata(root.join("t/p/out.parquet")).unwrap();
+        assert_eq!(published.gid(), group, "the warehouse's group");
+        assert_ne!(
+            published.ino(),
+            std::fs::metadata(&src).unwrap().ino(),
+            "copied"
+        );
+        assert_eq!(
+            std::fs::read(root.join("t/p/out.parquet")).unwrap(),
+            b"merged rows"
+        );
     }
 
     /// Another process (a replica, a writer) deleting files while we list: the listing says
