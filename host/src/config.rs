@@ -423,10 +423,7 @@ impl Config {
             batch_rows: raw.merge.batch_rows,
             work_dir: match &raw.merge.work_dir {
                 Some(dir) => base.join(dir),
-                None => disk_temp_dir(
-                    std::env::var_os("TMPDIR").is_some(),
-                    Path::new(VAR_TMP).is_dir(),
-                ),
+                None => default_work_dir(),
             },
             parallelism: match raw.merge.parallelism {
                 0 => cpu_count(),
@@ -616,6 +613,14 @@ const VAR_TMP: &str = "/var/tmp";
 /// local warehouse (as `/var/tmp` often is), merged files are linked into place, not copied.
 /// Not inside the warehouse itself: on a network filesystem its pages would cross the network
 /// twice, spilled and then written.
+fn default_work_dir() -> PathBuf {
+    disk_temp_dir(
+        std::env::var_os("TMPDIR").is_some(),
+        Path::new(VAR_TMP).is_dir(),
+    )
+}
+
+/// [`default_work_dir`]'s choice, given what the machine has.
 fn disk_temp_dir(tmpdir_set: bool, var_tmp_exists: bool) -> PathBuf {
     if tmpdir_set || !var_tmp_exists {
         std::env::temp_dir()
@@ -845,10 +850,7 @@ min_files = 2
     /// wins.
     #[test]
     fn work_dir_defaults_to_a_temporary_directory_on_disk() {
-        let on_disk = disk_temp_dir(
-            std::env::var_os("TMPDIR").is_some(),
-            Path::new(VAR_TMP).is_dir(),
-        );
+        let on_disk = default_work_dir();
         assert_eq!(parse(MINIMAL).unwrap().merge.work_dir, on_disk);
         let s3 = MINIMAL.replace("url = \"file://./warehouse\"", "url = \"s3://lake\"");
         assert_eq!(parse(&s3).unwrap().merge.work_dir, on_disk);
