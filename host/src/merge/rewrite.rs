@@ -264,11 +264,8 @@ impl BloomFilters {
 fn writer_options(props: WriterProperties, cfg: &MergeConfig, dest: &Path) -> ArrowWriterOptions {
     let options = ArrowWriterOptions::new().with_properties(props);
     match dest.parent() {
-        Some(dir) if cfg.spill_pages => {
-            options.with_page_store_factory(Arc::new(super::spill::SpillFactory {
-                dir: dir.to_path_buf(),
-            }))
-        }
+        Some(dir) if cfg.spill_pages => options
+            .with_page_store_factory(Arc::new(super::spill::SpillFactory::new(dir.to_path_buf()))),
         _ => options,
     }
 }
