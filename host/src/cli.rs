@@ -114,7 +114,8 @@ pub struct MergeArgs {
     /// inputs' row groups and codecs stay). auto: concat only when that loses nothing.
     #[arg(long, value_enum, default_value_t = crate::merge::MergeMode::Rewrite)]
     pub mode: crate::merge::MergeMode,
-    /// Merges at once (0: one per core).
+    /// Merges at once (0: one per core). With fewer output files than that, each merge's
+    /// inputs are cut into parts merged at once on the spare cores, then stitched into one file.
     #[arg(long, default_value_t = 0)]
     pub parallelism: usize,
     /// Write only plain and dictionary encodings, for readers that know no others. By default

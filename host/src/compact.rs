@@ -19,6 +19,7 @@ use crate::merge::footer::{InputFile, read_inputs};
 use crate::merge::rewrite::MergeStats;
 use crate::merge::schema::split_compatible;
 use crate::merge::spool::{SPOOL_PREFIX, inputs_held, merge_to_spool};
+use crate::merge::stitch::{slots_per_merge, useful_parts};
 use crate::plan::{Action, CompactionPlan, GroupPlan, PartitionPlan};
 use crate::shutdown::{Phase, Stop};
 use crate::store::{ObjectMeta, Store};
@@ -70,6 +71,15 @@ pub async fn execute(
             _ => None,
         })
         .sum();
+    let merges = plan
+        .tables
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| match &p.action {
+            Action::Compact { groups } => groups.len(),
+            _ => 0,
+        })
+        .sum();
     let progress = progress_bar(total_bytes);
     let memory = MemoryBudget::new(cfg.memory_budget_bytes);
     let merge_slots = tokio::sync::Semaphore::new(cfg.parallelism.max(1));
@@ -83,6 +93,7 @@ pub async fn execute(
         stop,
         memory: &memory,
         merge_slots: &merge_slots,
+        slots_per_merge: slots_per_merge(merges, cfg.parallelism),
     };
 
     // Merged files a killed run was writing (a live run's are younger).
@@ -415,6 +426,9 @@ struct Ctx<'a> {
     /// A slot is held for the merge alone (decoding and encoding, the CPU's work), not while
     /// footers are read or the merged file is uploaded, verified and its inputs deleted.
     merge_slots: &'a tokio::sync::Semaphore,
+    /// The slots a merge may take when they are free: more than one when the run has fewer
+    /// merges than slots, for a merge in parts ([`crate::merge::stitch`]).
+    slots_per_merge: usize,
 }
 
 /// Partitions (and groups of one partition) worked on at once: twice the merge slots, so that
@@ -443,8 +457,15 @@ impl MemoryBudget {
         }
     }
 
-    /// The estimate for merging `inputs`, in MiB (at least 1, at most the whole budget).
-    fn estimate_mib(&self, store: &dyn Store, inputs: &[InputFile], cfg: &MergeConfig) -> u32 {
+    /// The estimate for merging `inputs` in `parts` at once, in MiB (at least 1, at most the
+    /// whole budget). Each part is counted as a whole merge, which overstates it a little.
+    fn estimate_mib(
+        &self,
+        store: &dyn Store,
+        inputs: &[InputFile],
+        cfg: &MergeConfig,
+        parts: usize,
+    ) -> u32 {
         let largest = inputs.iter().map(|i| i.meta.size).max().unwrap_or(0);
         // A row group's uncompressed size: what decoding it takes.
         let largest_row_group = inputs
@@ -456,7 +477,7 @@ impl MemoryBudget {
             + largest_row_group
             + 2 * cfg.row_group_bytes
             + encoder_state_bytes(inputs);
-        (bytes >> 20).clamp(1, u64::from(self.total_mib)) as u32
+        ((bytes * parts.max(1) as u64) >> 20).clamp(1, u64::from(self.total_mib)) as u32
     }
 
     async fn reserve(
@@ -464,10 +485,11 @@ impl MemoryBudget {
         store: &dyn Store,
         inputs: &[InputFile],
         cfg: &MergeConfig,
+        parts: usize,
     ) -> Option<tokio::sync::SemaphorePermit<'_>> {
         // The semaphore is never closed, so this only fails in theory; run unbudgeted then.
         self.mib
-            .acquire_many(self.estimate_mib(store, inputs, cfg))
+            .acquire_many(self.estimate_mib(store, inputs, cfg, parts))
             .await
             .ok()
     }
@@ -610,10 +632,15 @@ async fn commit_set(
         () = stop.reached(Phase::Draining) => return Err(MergeError::Abandoned),
         slot = ctx.merge_slots.acquire() => slot,
     };
+    // Spare slots, when free now, merge parts of this group at once.
+    let spare: Vec<_> = (1..useful_parts(inputs, cfg, ctx.slots_per_merge))
+        .map_while(|_| ctx.merge_slots.try_acquire().ok())
+        .collect();
+    let parts = 1 + spare.len();
     progress.set_message(prefix.to_string());
     // Held until the merged file is committed: merges beyond the budget wait their turn.
     let _memory = tokio::select! {
-        permit = memory.reserve(ctx.store, inputs, cfg) => permit,
+        permit = memory.reserve(ctx.store, inputs, cfg, parts) => permit,
         () = stop.reached(Phase::Abandoning) => return Err(MergeError::Abandoned),
     };
     let on_progress = {
@@ -630,9 +657,10 @@ async fn commit_set(
         &cfg.work_dir,
         on_progress,
         stop,
+        parts,
     )
     .await?;
-    drop(slot);
+    drop((slot, spare));
     tracing::debug!(
         files = inputs.len(),
         seconds = started.elapsed().as_secs_f32(),
@@ -750,7 +778,7 @@ mod tests {
             let inputs = read_inputs(&store, &metas, u64::MAX, dir.path())
                 .await
                 .unwrap();
-            estimates.push(budget.estimate_mib(&store, &inputs, &cfg));
+            estimates.push(budget.estimate_mib(&store, &inputs, &cfg, 1));
         }
         let per_column_mib = ENCODER_BYTES_PER_COLUMN as f64 / f64::from(1 << 20);
         let columns_mib = (792.0 * per_column_mib) as u32;

@@ -182,7 +182,8 @@ pub struct RawMerge {
     /// Where merged files are written before upload. Default: the system temp directory.
     #[serde(default)]
     pub work_dir: Option<String>,
-    /// Partitions merged at once; 0 means one per CPU core.
+    /// Merges at once; 0 means one per CPU core. A run with fewer merges than that cuts them
+    /// into parts merged at once ([`crate::merge::stitch`]).
     #[serde(default)]
     pub parallelism: usize,
     /// Unfinished uploads of ours older than this were left by a killed run and are removed.

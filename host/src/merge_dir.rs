@@ -17,6 +17,7 @@ use crate::layout::{DataFiles, Level};
 use crate::merge::footer::{InputFile, read_inputs};
 use crate::merge::schema::split_compatible;
 use crate::merge::spool::merge_to_spool;
+use crate::merge::stitch::{slots_per_merge, useful_parts};
 use crate::shutdown::Stop;
 use crate::store::{LocalStore, ObjectMeta, Store};
 
@@ -111,8 +112,9 @@ pub async fn merge_dir(
     let total: u64 = jobs.iter().flat_map(|j| &j.inputs).map(|m| m.size).sum();
     let progress = crate::compact::progress_bar(total);
     let stop = Stop::new();
+    let slots = slots_per_merge(jobs.len(), cfg.parallelism);
     let results: Vec<anyhow::Result<MergeDirSummary>> = futures::stream::iter(jobs)
-        .map(|job| merge_job(store.as_ref(), job, output, cfg, &progress, &stop))
+        .map(|job| merge_job(store.as_ref(), job, output, cfg, slots, &progress, &stop))
         .buffer_unordered(cfg.parallelism.max(1))
         .collect()
         .await;
@@ -134,6 +136,7 @@ async fn merge_job(
     job: Job,
     output: &Path,
     cfg: &MergeConfig,
+    slots: usize,
     progress: &indicatif::ProgressBar,
     stop: &Stop,
 ) -> anyhow::Result<MergeDirSummary> {
@@ -159,6 +162,7 @@ async fn merge_job(
             &dir,
             on_progress,
             stop,
+            useful_parts(&members, cfg, slots),
         )
         .await?;
         let suffix = if i == 0 {

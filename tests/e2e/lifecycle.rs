@@ -672,3 +672,37 @@ fn prefix_narrows_a_run_to_part_of_a_table() {
     );
     assert_refused_and_untouched_with(&w, &["--prefix", &cold(1)], &cold(1), &refusal);
 }
+
+/// The usual hourly run: one partition has gone cold, and its one merge gets both slots. It
+/// runs in two parts stitched into one file, which is then committed like any other: one
+/// output with every row in order and its page indexes, the inputs deleted, nothing left in
+/// the work dir.
+#[test]
+fn a_lone_cold_partition_is_merged_in_parts_and_committed() {
+    let w = Warehouse::new("");
+    w.add_merge_settings("parallelism = 2\nrow_group_size = \"64KiB\"");
+    let originals = w.base.join("originals");
+    let inputs = write_numbered_inputs(&originals, 6, 20_000);
+    for input in &inputs {
+        let name = input.file_name().unwrap().to_str().unwrap();
+        w.put(&format!("{}{name}", cold(3)), input);
+    }
+    let run = w.run_with_env(&["once"], &[("RUST_LOG", "compactor=debug")]);
+    run.expect_code(0);
+    assert!(
+        run.stderr().contains("merging in parts parts=2 files=6"),
+        "{}",
+        run.stderr()
+    );
+    let outputs = w.outputs(&cold(3));
+    assert_eq!(w.files(&cold(3)), outputs, "the inputs are deleted");
+    assert_eq!(outputs.len(), 1);
+    let merged = w.path(&outputs[0]);
+    assert_eq!(assert_same_rows(&merged, &inputs)["rows"], 120_000);
+    assert_page_indexes_lead_to_rows(&merged);
+    let work = w.base.join("work");
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in the work dir: {left:?}");
+}

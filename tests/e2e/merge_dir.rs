@@ -245,3 +245,63 @@ fn rows_of_tiny_files_are_gathered_before_encodings_are_chosen() {
         "city: 50 values over 4,000 rows, dictionary-encoded"
     );
 }
+
+/// A merge alone on two cores runs in two parts at once (a merge decodes on one thread and
+/// encodes on another, and the encoder's share leaves the second core half idle), each part
+/// into a file of its own, and the parts' row groups are then stitched into one file: the
+/// output holds every row in the inputs' order (pyarrow), and its row groups keep their page
+/// indexes and bloom filters, with offsets that lead to the right rows. With one slot, or two
+/// directories for two slots, a merge stays whole.
+#[test]
+fn a_lone_merge_runs_in_parts_stitched_into_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = write_numbered_inputs(&dir.path().join("in/dt=2026-11-20"), 6, 20_000);
+    let small_row_groups = ["--row-group-size", "64KiB", "--parallelism"];
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let run_with = |slots: &str, input: &Path, output: &Path| {
+        let args = [&small_row_groups[..], &[slots]].concat();
+        let mut cmd = merge_command(&args, input, output);
+        cmd.env("RUST_LOG", "compactor=debug").env("TMPDIR", &work);
+        let run = Run(cmd.output().unwrap());
+        run.expect_code(0);
+        run
+    };
+
+    let output = dir.path().join("out");
+    let run = run_with("2", &dir.path().join("in"), &output);
+    assert!(
+        run.stderr().contains("merging in parts parts=2 files=6"),
+        "{}",
+        run.stderr()
+    );
+    let merged = output.join("dt=2026-11-20/part-00000.parquet");
+    assert_eq!(tree(&output).len(), 1, "one output file");
+    assert_eq!(assert_same_rows(&merged, &inputs)["rows"], 120_000);
+    let parts = assert_page_indexes_lead_to_rows(&merged);
+    assert!(parts.len() > 2, "{parts:?}");
+    assert!(tree(&work).is_empty(), "no part left in the work dir");
+
+    let whole = dir.path().join("whole");
+    let run = run_with("1", &dir.path().join("in"), &whole);
+    assert!(
+        !run.stderr().contains("merging in parts"),
+        "{}",
+        run.stderr()
+    );
+    let merged_whole = whole.join("dt=2026-11-20/part-00000.parquet");
+    assert_same_rows(&merged_whole, &inputs);
+    assert_page_indexes_lead_to_rows(&merged_whole);
+
+    // Two directories for two slots: each merge has a slot, none to spare.
+    let two = dir.path().join("two");
+    for hour in ["01", "02"] {
+        write_numbered_inputs(&two.join(format!("hour={hour}")), 6, 20_000);
+    }
+    let run = run_with("2", &two, &dir.path().join("two-out"));
+    assert!(
+        !run.stderr().contains("merging in parts"),
+        "{}",
+        run.stderr()
+    );
+}

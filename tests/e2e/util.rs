@@ -321,3 +321,116 @@ pub fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// Writes `files` Parquet files of `rows` rows each into `dir` (`part-NNNNN.parquet`): `id`
+/// counting up from 0 across the files (with a bloom filter), a `kind` of three values, an
+/// `amount`, and a `note` that is null in every seventh row. Returns their paths, in order.
+pub fn write_numbered_inputs(dir: &Path, files: i64, rows: i64) -> Vec<PathBuf> {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+    use parquet::file::properties::WriterProperties;
+    use parquet::schema::types::ColumnPath;
+
+    std::fs::create_dir_all(dir).unwrap();
+    let props = WriterProperties::builder()
+        .set_column_bloom_filter_enabled(ColumnPath::from("id"), true)
+        .build();
+    (0..files)
+        .map(|f| {
+            let ids = f * rows..(f + 1) * rows;
+            let id: ArrayRef = Arc::new(Int64Array::from_iter_values(ids.clone()));
+            let kind: ArrayRef = Arc::new(StringArray::from_iter_values(
+                ids.clone()
+                    .map(|i| ["click", "view", "buy"][i as usize % 3]),
+            ));
+            let amount: ArrayRef = Arc::new(Float64Array::from_iter_values(
+                ids.clone().map(|i| (i % 1000) as f64 / 4.0),
+            ));
+            let note: ArrayRef =
+                Arc::new(StringArray::from_iter(ids.map(|i| {
+                    (i % 7 != 0).then(|| format!("note {}", i * 7919 % 10_007))
+                })));
+            let batch = RecordBatch::try_from_iter([
+                ("id", id),
+                ("kind", kind),
+                ("amount", amount),
+                ("note", note),
+            ])
+            .unwrap();
+            let path = dir.join(format!("part-{f:05}.parquet"));
+            let file = std::fs::File::create(&path).unwrap();
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props.clone()))
+                    .unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+            path
+        })
+        .collect()
+}
+
+/// Checks a merged file of [`write_numbered_inputs`]'s rows through its page indexes: every
+/// column chunk has a column index, an offset index and (`id`) a bloom filter, and reading the
+/// last rows of each row group through the offset index alone (the pages before them skipped)
+/// gives the ids at those rows. Returns the row groups' row counts.
+pub fn assert_page_indexes_lead_to_rows(path: &Path) -> Vec<usize> {
+    use arrow::array::{Array, Int64Array};
+    use parquet::arrow::arrow_reader::{
+        ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    };
+
+    let md = footer(path);
+    let mut selectors = Vec::new();
+    let mut expected = Vec::new();
+    let mut counts = Vec::new();
+    let mut start = 0i64;
+    for (i, rg) in md.row_groups().iter().enumerate() {
+        for column in rg.columns() {
+            let name = column.column_path().string();
+            assert!(
+                column.column_index_offset().is_some(),
+                "rg {i} {name}: column index"
+            );
+            assert!(
+                column.offset_index_offset().is_some(),
+                "rg {i} {name}: offset index"
+            );
+            if name == "id" {
+                assert!(
+                    column.bloom_filter_offset().is_some(),
+                    "rg {i}: bloom filter"
+                );
+            }
+        }
+        let n = rg.num_rows();
+        let last = n.min(3);
+        selectors.push(RowSelector::skip((n - last) as usize));
+        selectors.push(RowSelector::select(last as usize));
+        expected.extend(start + n - last..start + n);
+        counts.push(n as usize);
+        start += n;
+    }
+    let file = std::fs::File::open(path).unwrap();
+    let options = ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).unwrap();
+    // Every column is read, so every column's offset index is followed.
+    let reader = builder
+        .with_row_selection(RowSelection::from(selectors))
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let col = batch
+            .column_by_name("id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        ids.extend((0..col.len()).map(|i| col.value(i)));
+    }
+    assert_eq!(ids, expected, "ids read through the offset index");
+    counts
+}

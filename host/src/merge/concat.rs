@@ -14,6 +14,7 @@ use parquet::bloom_filter::Sbbf;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::properties::WriterProperties;
+use parquet::file::reader::ChunkReader;
 use parquet::file::writer::SerializedFileWriter;
 
 use super::footer::{InputFile, parse_footer};
@@ -84,40 +85,7 @@ pub fn concat_to_file(
         let Some(writer) = writer.as_mut() else {
             unreachable!("made for the first input")
         };
-        // A chunk outside the data is a corrupt file, refused before anything is written.
-        let corrupt = |what: String| MergeError::Unreadable {
-            key: key.to_string(),
-            reason: format!("corrupt file: {what}"),
-        };
-        for rg in footer.row_groups() {
-            for column in rg.columns() {
-                let (start, len) = column.byte_range();
-                if start.saturating_add(len) > data.len() as u64 {
-                    return Err(corrupt(format!(
-                        "column chunk {} at {start}+{len} lies beyond the file's {} bytes",
-                        column.column_path(),
-                        data.len()
-                    )));
-                }
-            }
-        }
-        for rg in footer.row_groups() {
-            let mut out = writer.next_row_group().map_err(|e| write_err(&e))?;
-            for column in rg.columns() {
-                let close = ColumnCloseResult {
-                    bytes_written: column.compressed_size().max(0) as u64,
-                    rows_written: rg.num_rows().max(0) as u64,
-                    metadata: column.clone(),
-                    bloom_filter: Sbbf::read_from_column_chunk(column, &data).ok().flatten(),
-                    column_index: None,
-                    offset_index: None,
-                };
-                out.append_column(&data, close)
-                    .map_err(|e| corrupt(e.to_string()))?;
-            }
-            out.close().map_err(|e| write_err(&e))?;
-            total_rows += rg.num_rows().max(0) as u64;
-        }
+        total_rows += append_row_groups(writer, &data, data.len() as u64, &footer, key)?;
         on_progress(input.meta.size);
     }
     let expected: u64 = inputs.iter().map(|i| i.rows).sum();
@@ -131,9 +99,59 @@ pub fn concat_to_file(
     MergeStats::of_file(dest, total_rows, &written)
 }
 
+/// Copies every row group of the file `data` (of `len` bytes, whose parsed footer is `footer`)
+/// into `writer`, column chunk by column chunk, with its bloom filters and, when `footer` was
+/// read with them, its page indexes. Returns the rows copied.
+pub(super) fn append_row_groups<R: ChunkReader>(
+    writer: &mut SerializedFileWriter<super::Output>,
+    data: &R,
+    len: u64,
+    footer: &ParquetMetaData,
+    key: &str,
+) -> Result<u64, MergeError> {
+    // A chunk outside the data is a corrupt file, refused before anything is written.
+    let corrupt = |what: String| MergeError::Unreadable {
+        key: key.to_string(),
+        reason: format!("corrupt file: {what}"),
+    };
+    for rg in footer.row_groups() {
+        for column in rg.columns() {
+            let (start, chunk_len) = column.byte_range();
+            if start.saturating_add(chunk_len) > len {
+                return Err(corrupt(format!(
+                    "column chunk {} at {start}+{chunk_len} lies beyond the file's {len} bytes",
+                    column.column_path(),
+                )));
+            }
+        }
+    }
+    let mut rows = 0u64;
+    for (i, rg) in footer.row_groups().iter().enumerate() {
+        let index = footer.page_index_for_row_group(i);
+        let mut out = writer
+            .next_row_group()
+            .map_err(|e| MergeError::Write(e.to_string()))?;
+        for (c, column) in rg.columns().iter().enumerate() {
+            let close = ColumnCloseResult {
+                bytes_written: column.compressed_size().max(0) as u64,
+                rows_written: rg.num_rows().max(0) as u64,
+                metadata: column.clone(),
+                bloom_filter: Sbbf::read_from_column_chunk(column, data).ok().flatten(),
+                column_index: index.column_index(c).cloned(),
+                offset_index: index.offset_index(c).cloned(),
+            };
+            out.append_column(data, close)
+                .map_err(|e| corrupt(e.to_string()))?;
+        }
+        out.close().map_err(|e| MergeError::Write(e.to_string()))?;
+        rows += rg.num_rows().max(0) as u64;
+    }
+    Ok(rows)
+}
+
 /// The output's writer, with `first`'s schema and key-value metadata (less our journal, which
 /// described that input's own merge) plus `metadata`.
-fn new_writer(
+pub(super) fn new_writer(
     first: &ParquetMetaData,
     metadata: Vec<KeyValue>,
     file: super::Output,

@@ -10,6 +10,7 @@ pub mod rewrite;
 pub mod schema;
 pub mod spill;
 pub mod spool;
+pub mod stitch;
 
 use std::path::Path;
 

@@ -65,8 +65,23 @@ pub fn inputs_held(store: &dyn Store, inputs: &[InputFile]) -> u64 {
     read_ahead(store, largest(inputs)) as u64 + 2
 }
 
+/// A new temporary file in `dir` for a merged file.
+fn new_spool(dir: &Path) -> Result<NamedTempFile, MergeError> {
+    let work_dir =
+        |e: std::io::Error| MergeError::Write(format!("work dir {}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(work_dir)?;
+    tempfile::Builder::new()
+        .prefix(SPOOL_PREFIX)
+        .suffix(".parquet")
+        .tempfile_in(dir)
+        .map_err(work_dir)
+}
+
 /// Merges `inputs` into a new temporary file in `dir`, adding `metadata` to its footer.
 /// `on_progress` is told the size of each input once its rows are written.
+///
+/// With `parts` above 1 (see [`super::stitch::useful_parts`]), consecutive runs of the inputs
+/// are merged at once, each into a file of its own, and then stitched into one.
 #[allow(clippy::too_many_arguments)]
 pub async fn merge_to_spool(
     store: &dyn Store,
@@ -77,15 +92,68 @@ pub async fn merge_to_spool(
     dir: &Path,
     on_progress: Arc<dyn Fn(u64) + Send + Sync>,
     stop: &Stop,
+    parts: usize,
 ) -> Result<(NamedTempFile, MergeStats), MergeError> {
-    let work_dir =
-        |e: std::io::Error| MergeError::Write(format!("work dir {}: {e}", dir.display()));
-    std::fs::create_dir_all(dir).map_err(work_dir)?;
-    let spool = tempfile::Builder::new()
-        .prefix(SPOOL_PREFIX)
-        .suffix(".parquet")
-        .tempfile_in(dir)
-        .map_err(work_dir)?;
+    let sizes: Vec<u64> = inputs.iter().map(|i| i.meta.size).collect();
+    let runs = super::stitch::cut(&sizes, parts);
+    if runs.len() <= 1 {
+        return merge_one(store, inputs, schema, cfg, metadata, dir, on_progress, stop).await;
+    }
+    tracing::debug!(parts = runs.len(), files = inputs.len(), "merging in parts");
+    let started = std::time::Instant::now();
+    let merges = runs.into_iter().map(|run| {
+        let (schema, on_progress) = (schema.clone(), on_progress.clone());
+        merge_one(
+            store,
+            &inputs[run],
+            schema,
+            cfg,
+            Vec::new(),
+            dir,
+            on_progress,
+            stop,
+        )
+    });
+    // Every part runs to its end (or its first error) before this returns, so no merge thread
+    // is left writing a part that nobody will read.
+    let merged = futures::future::join_all(merges)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, MergeError>>()?;
+    let part_rows: u64 = merged.iter().map(|(_, stats)| stats.rows).sum();
+    tracing::debug!(seconds = started.elapsed().as_secs_f32(), "parts merged");
+    let started = std::time::Instant::now();
+    let spool = new_spool(dir)?;
+    let stitched = tokio::task::spawn_blocking(move || {
+        let paths: Vec<&Path> = merged.iter().map(|(part, _)| part.path()).collect();
+        let stats = super::stitch::stitch(&paths, metadata, spool.path());
+        stats.map(|s| (spool, s))
+    })
+    .await
+    .map_err(|e| MergeError::Write(format!("stitch task failed: {e}")))??;
+    tracing::debug!(seconds = started.elapsed().as_secs_f32(), "parts stitched");
+    if stitched.1.rows != part_rows {
+        return Err(MergeError::Write(format!(
+            "stitched {} rows but the parts hold {part_rows}",
+            stitched.1.rows
+        )));
+    }
+    Ok(stitched)
+}
+
+/// [`merge_to_spool`] in one part.
+#[allow(clippy::too_many_arguments)]
+async fn merge_one(
+    store: &dyn Store,
+    inputs: &[InputFile],
+    schema: SchemaRef,
+    cfg: &MergeConfig,
+    metadata: Vec<KeyValue>,
+    dir: &Path,
+    on_progress: Arc<dyn Fn(u64) + Send + Sync>,
+    stop: &Stop,
+) -> Result<(NamedTempFile, MergeStats), MergeError> {
+    let spool = new_spool(dir)?;
 
     // Inputs are downloaded ahead of the decoder, in order (see `read_ahead`); one more waits
     // in the channel.
