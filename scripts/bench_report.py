@@ -45,10 +45,13 @@ lines.append("")
 for name, entry in by_dataset.items():
     rows = entry["rows"]
     ds = entry["dataset"]
-    parts = next((r["partitions"] for r in rows), "?")
-    lines.append(f"## {name}: {ds.get('total_files', '?')} files, "
-                 f"{ds.get('total_bytes', 0) / 2**20:.0f} MiB, {ds.get('total_rows', 0):,} rows "
-                 f"in {parts} partitions (run {entry['date']})")
+    # What each tool merged: every partition, or (scope partition) the first alone.
+    first = rows[0]
+    parts = first["partitions"]
+    whole = parts == ds.get("generator", {}).get("partitions")
+    row_count = f", {ds.get('total_rows', 0):,} rows" if whole else ""
+    lines.append(f"## {name}: {first['in_files']} files, {first['in_mib']:.0f} MiB{row_count} "
+                 f"in {parts} partition{'' if parts == 1 else 's'} (run {entry['date']})")
     lines.append("")
     lines.append("| tool | wall s (median) | MiB/s | peak RSS MiB | output MiB | files | rows ok |")
     lines.append("|---|---:|---:|---:|---:|---:|---|")
