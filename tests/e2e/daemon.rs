@@ -201,7 +201,19 @@ fn metrics_move_after_a_run_and_post_run_triggers_one() {
 
 #[test]
 fn sigterm_during_a_merge_abandons_it_cleanly_and_the_next_run_finishes_it() {
+    sigterm_during_a_merge_abandons_it("parallelism = 1", false);
+}
+
+/// The same with the lone merge in two parts (tiny row groups make the 9 KB of input worth
+/// cutting): both parts stop, and neither part's file nor a stitched one is left behind.
+#[test]
+fn sigterm_during_a_merge_in_parts_abandons_every_part() {
+    sigterm_during_a_merge_abandons_it("parallelism = 2\nrow_group_size = \"1KiB\"", true);
+}
+
+fn sigterm_during_a_merge_abandons_it(merge_settings: &str, in_parts: bool) {
     let w = Warehouse::new("");
+    w.add_merge_settings(merge_settings);
     put_n(&w, &cold(1), 0, 5);
     let per_file = rows_in(&small());
     let before = w.files(&cold(1));
@@ -209,7 +221,10 @@ fn sigterm_during_a_merge_abandons_it_cleanly_and_the_next_run_finishes_it() {
     let mut d = Daemon::start(
         &w,
         "shutdown_grace = \"1s\"",
-        &[("COMPACTOR_TEST_SLOW_FETCH_MS", "3000")],
+        &[
+            ("COMPACTOR_TEST_SLOW_FETCH_MS", "3000"),
+            ("RUST_LOG", "compactor=debug"),
+        ],
     );
     let work = w.base.join("work");
     let spooled = |dir: &Path| {
@@ -218,6 +233,12 @@ fn sigterm_during_a_merge_abandons_it_cleanly_and_the_next_run_finishes_it() {
             .unwrap_or(0)
     };
     wait_for(&d, 60, "a merge in flight", || spooled(&work) > 0);
+    assert_eq!(
+        d.log().contains("merging in parts parts=2"),
+        in_parts,
+        "{}",
+        d.log()
+    );
     d.signal("TERM");
     let (code, took) = d.wait_exit(30);
     assert_eq!(code, 0, "{}", d.log());
