@@ -706,3 +706,35 @@ fn a_lone_cold_partition_is_merged_in_parts_and_committed() {
         .unwrap_or_default();
     assert!(left.is_empty(), "left in the work dir: {left:?}");
 }
+
+/// A writer in New York files rows by its local hour. With `timezone` set, at 05:10 UTC
+/// (00:10 in New York) the local hour 00 is being written and left alone, and hour 23 of the
+/// day before, which ended at 05:00 UTC, is compacted. (Read as UTC, hour 00 would have counted
+/// as over since 01:00.) A zone that does not exist stops the run with a message naming it.
+#[test]
+fn keys_in_a_writer_s_time_zone_are_hot_until_its_hour_ends() {
+    let w = Warehouse::new("timezone = \"America/New_York\"");
+    let open_hour = "events/dt=2026-11-20/hour=00/";
+    let ended_hour = "events/dt=2026-11-19/hour=23/";
+    for i in 0..3 {
+        w.put(&format!("{open_hour}part-{i}.parquet"), &small());
+        w.put(&format!("{ended_hour}part-{i}.parquet"), &small());
+    }
+    let open_before = snapshot(&w, open_hour);
+    let run = w.run(&["once"]);
+    run.expect_code(0);
+    assert!(run.stdout().contains("1 compacted"), "{}", run.stdout());
+    assert_eq!(snapshot(&w, open_hour), open_before, "New York's open hour");
+    let outputs = w.outputs(ended_hour);
+    assert_eq!(w.files(ended_hour), outputs);
+    assert_same_rows(&w.path(&outputs[0]), &vec![small(); 3]);
+
+    let bad = Warehouse::new("timezone = \"America/Gotham\"");
+    let run = bad.run(&["once"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("America/Gotham") && run.stderr().contains("timezone"),
+        "{}",
+        run.stderr()
+    );
+}

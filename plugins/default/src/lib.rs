@@ -2,9 +2,9 @@
 //!
 //! * **Coldness.** A partition with hive time keys (`dt`/`date`/`ds` = `YYYY-MM-DD` or
 //!   `YYYYMMDD`, optional `hour`/`hr` = `HH`; or `year`/`month`/`day`/`hour`) covers a known
-//!   window of time; it is cold once that window has ended plus `grace_period`. A partition
-//!   without parseable time keys is cold once its newest file is older than
-//!   `undated_cold_after`.
+//!   window of time, read in `timezone` (default UTC); it is cold once that window has ended
+//!   plus `grace_period`. A partition without parseable time keys is cold once its newest file
+//!   is older than `undated_cold_after`.
 //! * **Grouping.** Files already at or above `target_size` are left alone. The rest, taken in key
 //!   order, are cut into `max(1, total / target)` consecutive groups of nearly equal size, so every
 //!   output lands between the target and twice the target whenever the data allows. A partition
@@ -16,7 +16,8 @@
 mod settings;
 
 use compactor_plugin_sdk::{
-    Decision, FileInfo, Group, Partition, Policy, has_hour_key, partition_window_end_ms, split_even,
+    Decision, FileInfo, Group, Partition, Policy, has_hour_key, partition_window_end_ms,
+    partition_window_end_ms_in, split_even,
 };
 pub use settings::Settings;
 
@@ -53,7 +54,7 @@ pub fn may_be_cold(settings: &Settings, keys: &[(String, String)], now_ms: i64) 
 /// Whether the partition's time window has ended (plus the grace period). Undated partitions
 /// count as cold here; `plan` then judges them by their files' ages.
 pub fn is_cold(settings: &Settings, keys: &[(String, String)], now_ms: i64) -> bool {
-    match partition_window_end_ms(keys) {
+    match partition_window_end_ms_in(keys, &settings.timezone) {
         Some(end) => now_ms >= end.saturating_add(settings.grace_period_ms),
         None => true,
     }
@@ -182,6 +183,23 @@ mod tests {
         let end = hour_start_ms("2026-11-20", 3);
         assert!(!is_cold(&s, &p, end + 14 * 60_000));
         assert!(is_cold(&s, &p, end + 15 * 60_000));
+    }
+
+    #[test]
+    fn keys_in_local_time_are_cold_when_the_local_hour_ends() {
+        let s = Settings::from_pairs(&[("timezone".into(), "America/New_York".into())]).unwrap();
+        // 05:10 UTC is 00:10 in New York (UTC-5 in November).
+        let now = hour_start_ms("2026-11-20", 5) + 10 * 60_000;
+        let local_midnight = keys(&[("dt", "2026-11-20"), ("hour", "00")]);
+        let local_eleven = keys(&[("dt", "2026-11-19"), ("hour", "23")]);
+        assert!(
+            !is_cold(&s, &local_midnight, now),
+            "New York's current hour"
+        );
+        assert!(!may_be_cold(&s, &local_midnight, now));
+        assert!(is_cold(&s, &local_eleven, now), "ended at 05:00 UTC");
+        // Read as UTC, the hour being written would count as long over.
+        assert!(is_cold(&Settings::default(), &local_midnight, now));
     }
 
     #[test]

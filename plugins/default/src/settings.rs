@@ -1,6 +1,8 @@
 //! The policy's settings, parsed from the string pairs of `[tables.settings]`.
 
-use compactor_plugin_sdk::{parse_codec, parse_count, parse_duration_ms, parse_size};
+use compactor_plugin_sdk::{
+    TimeZone, parse_codec, parse_count, parse_duration_ms, parse_size, parse_timezone,
+};
 
 /// Typed settings with the defaults of the classic hourly compaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +19,9 @@ pub struct Settings {
     /// The outputs' compression (`compression`, e.g. `zstd(9)`); unset: the host's
     /// `[merge] compression`.
     pub compression: Option<String>,
+    /// The zone the partitions' time keys are written in (`timezone`: an IANA name or an
+    /// offset such as `+05:30`; default UTC).
+    pub timezone: TimeZone,
 }
 
 impl Default for Settings {
@@ -27,6 +32,7 @@ impl Default for Settings {
             grace_period_ms: 0,
             undated_cold_after_ms: 3_600_000,
             compression: None,
+            timezone: TimeZone::UTC,
         }
     }
 }
@@ -48,10 +54,11 @@ impl Settings {
                     parse_codec(value).map_err(bad)?;
                     s.compression = Some(value.trim().to_string());
                 }
+                "timezone" => s.timezone = parse_timezone(value).map_err(bad)?,
                 _ => {
                     return Err(format!(
                         "unknown setting {key:?}; known: target_size, min_files, grace_period, \
-                         undated_cold_after, compression"
+                         undated_cold_after, compression, timezone"
                     ));
                 }
             }
@@ -75,5 +82,10 @@ mod tests {
         assert!(err.contains("unknown setting \"target\""), "{err}");
         let err = Settings::from_pairs(&[("compression".into(), "zip".into())]).unwrap_err();
         assert!(err.contains("compression"), "{err}");
+        let err = Settings::from_pairs(&[("timezone".into(), "EST5".into())]).unwrap_err();
+        assert!(
+            err.contains("timezone") && err.contains("America/New_York"),
+            "{err}"
+        );
     }
 }

@@ -21,12 +21,14 @@ mod units;
 mod wasm;
 
 pub use codec::{Codec, parse_codec};
+pub use jiff::tz::TimeZone;
 pub use policy::{
     Decision, FileInfo, Group, Level, MAX_TARGET_SIZE, MIN_TARGET_SIZE, Partition, Policy, log,
     validate,
 };
 pub use time_keys::{
-    DAY_KEYS, HOUR_KEYS, civil_from_days, days_from_civil, has_hour_key, partition_window_end_ms,
+    DAY_KEYS, HOUR_KEYS, civil_from_days, days_from_civil, has_hour_key, parse_timezone,
+    partition_window_end_ms, partition_window_end_ms_in,
 };
 pub use units::{parse_count, parse_duration_ms, parse_size};
 
