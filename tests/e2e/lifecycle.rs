@@ -680,20 +680,11 @@ fn prefix_narrows_a_run_to_part_of_a_table() {
 #[test]
 fn a_lone_cold_partition_is_merged_in_parts_and_committed() {
     let w = Warehouse::new("");
-    w.add_merge_settings("parallelism = 2\nrow_group_size = \"64KiB\"");
-    let originals = w.base.join("originals");
-    let inputs = write_numbered_inputs(&originals, 6, 20_000);
-    for input in &inputs {
-        let name = input.file_name().unwrap().to_str().unwrap();
-        w.put(&format!("{}{name}", cold(3)), input);
-    }
+    w.add_merge_settings(SETTINGS_FOR_PARTS);
+    let inputs = put_inputs_for_parts(&w.base.join("originals"), |key, src| w.put(key, src));
     let run = w.run_with_env(&["once"], &[("RUST_LOG", "compactor=debug")]);
     run.expect_code(0);
-    assert!(
-        run.stderr().contains("merging in parts parts=2 files=6"),
-        "{}",
-        run.stderr()
-    );
+    assert_merged_in_parts(&run);
     let outputs = w.outputs(&cold(3));
     assert_eq!(w.files(&cold(3)), outputs, "the inputs are deleted");
     assert_eq!(outputs.len(), 1);

@@ -82,23 +82,18 @@ prefix = "events/"
 
     /// More `[store]` lines for the config.
     fn add_store_settings(&self, lines: &str) {
-        let text = std::fs::read_to_string(&self.config).unwrap();
-        let text = text.replacen(
-            "path_style = true\n",
-            &format!("path_style = true\n{lines}"),
-            1,
-        );
-        std::fs::write(&self.config, text).unwrap();
+        self.add_lines_after("path_style = true\n", lines);
     }
 
     /// More `[merge]` lines for the config.
     fn add_merge_settings(&self, lines: &str) {
+        self.add_lines_after("work_dir = \"work\"\n", lines);
+    }
+
+    /// `lines` into the config, after the line `anchor`.
+    fn add_lines_after(&self, anchor: &str, lines: &str) {
         let text = std::fs::read_to_string(&self.config).unwrap();
-        let text = text.replacen(
-            "work_dir = \"work\"\n",
-            &format!("work_dir = \"work\"\n{lines}"),
-            1,
-        );
+        let text = text.replacen(anchor, &format!("{anchor}{lines}"), 1);
         std::fs::write(&self.config, text).unwrap();
     }
 
@@ -214,20 +209,12 @@ fn compacts_cold_partitions_and_leaves_the_hot_hour(w: S3Warehouse) {
 #[test]
 fn a_lone_partition_is_merged_in_parts_on_s3s_fs() {
     let w = S3Warehouse::on_s3s_fs();
-    w.add_merge_settings("parallelism = 2\nrow_group_size = \"64KiB\"\n");
+    w.add_merge_settings(SETTINGS_FOR_PARTS);
     let dir = tempfile::tempdir().unwrap();
-    let inputs = write_numbered_inputs(dir.path(), 6, 20_000);
-    for input in &inputs {
-        let name = input.file_name().unwrap().to_str().unwrap();
-        w.put(&format!("{}{name}", cold(3)), input);
-    }
+    let inputs = put_inputs_for_parts(dir.path(), |key, src| w.put(key, src));
     let run = w.run(&["once"], &[("RUST_LOG", "compactor=debug")]);
     run.expect_code(0);
-    assert!(
-        run.stderr().contains("merging in parts parts=2 files=6"),
-        "{}",
-        run.stderr()
-    );
+    assert_merged_in_parts(&run);
     let outputs = w.outputs(&cold(3));
     assert_eq!(
         w.files(&cold(3)),

@@ -65,23 +65,12 @@ fn write_ids(path: &Path, ids: std::ops::Range<i64>) {
 
 fn read_ids(path: &Path) -> Vec<i64> {
     let file = std::fs::File::open(path).unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap();
-    let mut ids = Vec::new();
-    for batch in reader {
-        let batch = batch.unwrap();
-        let col = batch
-            .column_by_name("id")
+    ids_of(
+        ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap()
-            .clone();
-        ids.extend(col.values().iter());
-    }
-    ids
+            .build()
+            .unwrap(),
+    )
 }
 
 const PARTITIONS: u32 = 4;

@@ -375,7 +375,6 @@ pub fn write_numbered_inputs(dir: &Path, files: i64, rows: i64) -> Vec<PathBuf> 
 /// last rows of each row group through the offset index alone (the pages before them skipped)
 /// gives the ids at those rows. Returns the row groups' row counts.
 pub fn assert_page_indexes_lead_to_rows(path: &Path) -> Vec<usize> {
-    use arrow::array::{Array, Int64Array};
     use parquet::arrow::arrow_reader::{
         ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
     };
@@ -420,6 +419,17 @@ pub fn assert_page_indexes_lead_to_rows(path: &Path) -> Vec<usize> {
         .with_row_selection(RowSelection::from(selectors))
         .build()
         .unwrap();
+    assert_eq!(
+        ids_of(reader),
+        expected,
+        "ids read through the offset index"
+    );
+    counts
+}
+
+/// The `id` column (64-bit integers) of every batch `reader` yields, in order.
+pub fn ids_of(reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader) -> Vec<i64> {
+    use arrow::array::Int64Array;
     let mut ids = Vec::new();
     for batch in reader {
         let batch = batch.unwrap();
@@ -429,8 +439,31 @@ pub fn assert_page_indexes_lead_to_rows(path: &Path) -> Vec<usize> {
             .as_any()
             .downcast_ref::<Int64Array>()
             .unwrap();
-        ids.extend((0..col.len()).map(|i| col.value(i)));
+        ids.extend(col.values().iter());
     }
-    assert_eq!(ids, expected, "ids read through the offset index");
-    counts
+    ids
+}
+
+/// Puts 6 files of [`write_numbered_inputs`] (20,000 rows each, about 300 KB: a lone merge in
+/// two parts when row groups are 64 KiB) into the cold partition of hour 3 with `put(key,
+/// file)`, and returns the local files, in order.
+pub fn put_inputs_for_parts(dir: &Path, put: impl Fn(&str, &Path)) -> Vec<PathBuf> {
+    let inputs = write_numbered_inputs(dir, 6, 20_000);
+    for input in &inputs {
+        let name = input.file_name().unwrap().to_str().unwrap();
+        put(&format!("{}{name}", cold(3)), input);
+    }
+    inputs
+}
+
+/// The `[merge]` settings under which [`put_inputs_for_parts`]'s files are merged in two parts.
+pub const SETTINGS_FOR_PARTS: &str = "parallelism = 2\nrow_group_size = \"64KiB\"\n";
+
+/// Asserts that `run` (logging at debug) merged a group of 6 files in two parts.
+pub fn assert_merged_in_parts(run: &Run) {
+    assert!(
+        run.stderr().contains("merging in parts parts=2 files=6"),
+        "{}",
+        run.stderr()
+    );
 }
