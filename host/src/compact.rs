@@ -62,24 +62,16 @@ pub async fn execute(
 ) -> RunSummary {
     let start = Instant::now();
     let mut summary = RunSummary::default();
-    let total_bytes: u64 = plan
+    let groups: Vec<&GroupPlan> = plan
         .tables
         .iter()
         .flat_map(|t| &t.partitions)
-        .filter_map(|p| match &p.action {
-            Action::Compact { groups } => Some(groups.iter().map(GroupPlan::bytes).sum::<u64>()),
-            _ => None,
+        .flat_map(|p| match &p.action {
+            Action::Compact { groups } => groups.as_slice(),
+            _ => &[],
         })
-        .sum();
-    let merges = plan
-        .tables
-        .iter()
-        .flat_map(|t| &t.partitions)
-        .map(|p| match &p.action {
-            Action::Compact { groups } => groups.len(),
-            _ => 0,
-        })
-        .sum();
+        .collect();
+    let total_bytes: u64 = groups.iter().map(|g| g.bytes()).sum();
     let progress = progress_bar(total_bytes);
     let memory = MemoryBudget::new(cfg.memory_budget_bytes);
     let merge_slots = tokio::sync::Semaphore::new(cfg.parallelism.max(1));
@@ -93,7 +85,7 @@ pub async fn execute(
         stop,
         memory: &memory,
         merge_slots: &merge_slots,
-        slots_per_merge: slots_per_merge(merges, cfg.parallelism),
+        slots_per_merge: slots_per_merge(groups.len(), cfg.parallelism),
     };
 
     // Merged files a killed run was writing (a live run's are younger).

@@ -13,6 +13,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
@@ -54,7 +55,7 @@ impl SpillFactory {
         })?;
         let file = Arc::new(SharedFile {
             file,
-            end: Mutex::new(0),
+            end: AtomicU64::new(0),
         });
         *current = Arc::downgrade(&file);
         Ok(file)
@@ -72,18 +73,13 @@ impl PageStoreFactory for SpillFactory {
 struct SharedFile {
     file: File,
     /// Where the next page goes.
-    end: Mutex<u64>,
+    end: AtomicU64,
 }
 
 impl SharedFile {
     /// Appends `page`; returns where it starts.
     fn append(&self, page: &[u8]) -> std::io::Result<u64> {
-        let offset = {
-            let mut end = self.end.lock().unwrap_or_else(|e| e.into_inner());
-            let offset = *end;
-            *end += page.len() as u64;
-            offset
-        };
+        let offset = self.end.fetch_add(page.len() as u64, Ordering::Relaxed);
         self.file.write_all_at(page, offset)?;
         Ok(offset)
     }
