@@ -99,7 +99,7 @@ pub async fn merge_to_spool(
     if runs.len() <= 1 {
         return merge_one(store, inputs, schema, cfg, metadata, dir, on_progress, stop).await;
     }
-    tracing::debug!(parts = runs.len(), files = inputs.len(), "merging in parts");
+    tracing::info!(parts = runs.len(), files = inputs.len(), "merging in parts");
     let started = std::time::Instant::now();
     let merges = runs.into_iter().map(|run| {
         let (schema, on_progress) = (schema.clone(), on_progress.clone());
