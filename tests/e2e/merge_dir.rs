@@ -246,6 +246,32 @@ fn rows_of_tiny_files_are_gathered_before_encodings_are_chosen() {
     );
 }
 
+/// Row groups are cut by encoded size, but evenly: the rows are shared among the row groups
+/// the size needs, rather than each filled to the size and the last left with the rest (a
+/// short row group is a query engine's task with little to do). Whole or in parts: cutting by
+/// size alone gave 15 row groups of 19,825 rows and one of 2,626 here, and in parts two of
+/// about 11,200.
+#[test]
+fn row_groups_share_the_rows_evenly() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = write_numbered_inputs(&dir.path().join("in/dt=2026-11-20"), 6, 50_000);
+    for slots in ["1", "2"] {
+        let output = dir.path().join(format!("out-{slots}"));
+        let args = ["--row-group-size", "256KiB", "--parallelism", slots];
+        let mut cmd = merge_command(&args, &dir.path().join("in"), &output);
+        Run(cmd.output().unwrap()).expect_code(0);
+        let merged = output.join("dt=2026-11-20/part-00000.parquet");
+        assert_same_rows(&merged, &inputs);
+        let rows = assert_page_indexes_lead_to_rows(&merged);
+        let (fewest, most) = (rows.iter().min().unwrap(), rows.iter().max().unwrap());
+        assert!(fewest * 100 >= most * 99, "{slots} slots: {rows:?}");
+        assert!(
+            rows.len() <= 16,
+            "no more row groups than the size needs: {rows:?}"
+        );
+    }
+}
+
 /// A merge alone on two cores runs in two parts at once (a merge decodes on one thread and
 /// encodes on another, and the encoder's share leaves the second core half idle), each part
 /// into a file of its own, and the parts' row groups are then stitched into one file: the
@@ -280,6 +306,7 @@ fn a_lone_merge_runs_in_parts_stitched_into_one_file() {
     assert_eq!(assert_same_rows(&merged, &inputs)["rows"], 120_000);
     let parts = assert_page_indexes_lead_to_rows(&merged);
     assert!(parts.len() > 2, "{parts:?}");
+
     assert!(tree(&work).is_empty(), "no part left in the work dir");
 
     let whole = dir.path().join("whole");

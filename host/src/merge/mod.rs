@@ -7,6 +7,7 @@ pub mod concat;
 mod encoding;
 pub mod footer;
 pub mod rewrite;
+mod row_groups;
 pub mod schema;
 pub mod spill;
 pub mod spool;
