@@ -176,9 +176,11 @@ impl Writer<'_> {
             };
             let mut props = WriterProperties::builder()
                 .set_compression(cfg.compression)
-                // Row groups are cut by encoded size only.
+                // Row groups are cut by encoded size only, evenly (`EvenRowGroups`).
                 .set_max_row_group_row_count(None)
-                .set_max_row_group_bytes(Some(cfg.row_group_bytes.max(1) as usize))
+                .set_max_row_group_bytes(Some(super::row_groups::writer_byte_limit(
+                    cfg.row_group_bytes,
+                )))
                 .set_statistics_enabled(EnabledStatistics::Page)
                 .set_created_by(format!("compactor {}", env!("CARGO_PKG_VERSION")));
             let plain = sample.map(|sample| {
