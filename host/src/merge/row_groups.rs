@@ -111,37 +111,38 @@ impl EvenRowGroups {
 mod tests {
     use super::*;
 
+    /// The rows per row group `even` gives once `written` rows went in, the `buffered` of them
+    /// in the row group being written taking `bytes`.
+    fn after(even: &mut EvenRowGroups, written: u64, buffered: u64, bytes: u64) -> Option<u64> {
+        even.written = written;
+        even.observe(buffered, bytes);
+        even.rows_per_group(buffered)
+    }
+
     #[test]
     fn rows_are_shared_evenly_among_the_row_groups_the_byte_limit_needs() {
         // 2,880,000 rows; 100,000 buffered take 5 MiB of a 64 MiB limit: 1.28 million rows
         // fit, so three row groups of 960,000.
         let mut even = EvenRowGroups::new(2_880_000, 64 << 20);
         assert_eq!(even.rows_per_group(0), None, "nothing seen yet");
-        even.written = 100_000;
-        even.observe(100_000, 5 << 20);
-        assert_eq!(even.rows_per_group(100_000), Some(960_000));
+        assert_eq!(after(&mut even, 100_000, 100_000, 5 << 20), Some(960_000));
         // After one row group of 960,000, the 1,920,000 left need two.
-        even.written = 960_000 + 50_000;
-        even.observe(50_000, 2_500_000);
-        assert_eq!(even.rows_per_group(50_000), Some(960_000));
+        let written = 960_000 + 50_000;
+        assert_eq!(after(&mut even, written, 50_000, 2_500_000), Some(960_000));
     }
 
     #[test]
     fn rows_that_fit_in_one_row_group_stay_in_one() {
-        let mut even = EvenRowGroups::new(1_000_000, 64 << 20);
-        even.written = 10_000;
         // 10,000 rows in 640 KiB: 1,000,000 rows come to 62.5 MiB, under the limit.
-        even.observe(10_000, 640 << 10);
-        assert_eq!(even.rows_per_group(10_000), Some(1_000_000));
+        let mut even = EvenRowGroups::new(1_000_000, 64 << 20);
+        assert_eq!(after(&mut even, 10_000, 10_000, 640 << 10), Some(1_000_000));
     }
 
     #[test]
     fn rows_just_over_one_row_group_make_two_even_ones() {
         // 1,050,000 rows where 1,000,000 fit: two of 525,000, not 1,000,000 and 50,000.
         let mut even = EvenRowGroups::new(1_050_000, 64 << 20);
-        even.written = 500_000;
-        even.observe(500_000, 32 << 20);
-        assert_eq!(even.rows_per_group(500_000), Some(525_000));
+        assert_eq!(after(&mut even, 500_000, 500_000, 32 << 20), Some(525_000));
     }
 
     #[test]
@@ -149,15 +150,11 @@ mod tests {
         // 145,000 rows where 60,000 fit: three row groups. Later, with pages waiting to be
         // compressed, the same rows look 25% larger; the row groups stay at three.
         let mut even = EvenRowGroups::new(145_000, 4 << 20);
-        even.written = 30_000;
-        even.observe(30_000, 2 << 20);
-        assert_eq!(even.rows_per_group(30_000), Some(48_334));
-        even.written = 45_000;
-        even.observe(45_000, 3_932_160);
-        assert_eq!(even.rows_per_group(45_000), Some(48_334));
+        assert_eq!(after(&mut even, 30_000, 30_000, 2 << 20), Some(48_334));
+        assert_eq!(after(&mut even, 45_000, 45_000, 3_932_160), Some(48_334));
         // And the third row group takes all that is left.
-        even.written = 2 * 48_334 + 10_000;
-        even.observe(10_000, 1_000_000);
-        assert_eq!(even.rows_per_group(10_000), Some(145_000 - 2 * 48_334));
+        let written = 2 * 48_334 + 10_000;
+        let last = after(&mut even, written, 10_000, 1_000_000);
+        assert_eq!(last, Some(145_000 - 2 * 48_334));
     }
 }
