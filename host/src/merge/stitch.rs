@@ -25,7 +25,8 @@ pub fn slots_per_merge(merges: usize, parallelism: usize) -> usize {
 
 /// Into how many parts (at most `slots`) to cut a merge of `inputs`: each part at least half a
 /// row group of input bytes, so that what a part adds (row groups cut to its own rows, not the
-/// whole merge's) stays small, and none when the merge copies column chunks (concat: bound by the disk).
+/// whole merge's) stays small, and none when the merge copies column chunks (concat: bound by
+/// the disk).
 pub fn useful_parts(inputs: &[InputFile], cfg: &MergeConfig, slots: usize) -> usize {
     if slots <= 1 || super::concat::applies(inputs, cfg).is_ok() {
         return 1;
