@@ -117,6 +117,14 @@ prefix = "events/"
             .collect()
     }
 
+    /// The merged files under `prefix`, asserting that nothing else is left there (`context`
+    /// goes with a failure).
+    fn only_merged(&self, prefix: &str, context: &str) -> Vec<String> {
+        let outputs = self.outputs(prefix);
+        assert_eq!(self.files(prefix), outputs, "{context}");
+        outputs
+    }
+
     /// Credentials as a deployment would pass them: the environment. Nothing from the
     /// machine's own AWS config may leak in.
     fn env<'a>(&self, secret: &'a str) -> Vec<(&'static str, &'a str)> {
@@ -180,12 +188,7 @@ fn compacts_cold_partitions_and_leaves_the_hot_hour(w: S3Warehouse) {
     let run = w.run(&["once"], &[]);
     run.expect_code(0);
     assert!(run.stdout().contains("1 compacted"), "{}", run.stdout());
-    let outputs = w.outputs(&cold(2));
-    assert_eq!(
-        w.files(&cold(2)),
-        outputs,
-        "inputs deleted, one merged file"
-    );
+    let outputs = w.only_merged(&cold(2), "inputs deleted, one merged file");
     assert_eq!(w.assert_same_rows(&outputs[0], &inputs)["rows"], 12);
     assert_eq!(w.files(HOT), hot_before);
 
@@ -215,12 +218,7 @@ fn a_lone_partition_is_merged_in_parts_on_s3s_fs() {
     let run = w.run(&["once"], &[("RUST_LOG", "compactor=debug")]);
     run.expect_code(0);
     assert_merged_in_parts(&run);
-    let outputs = w.outputs(&cold(3));
-    assert_eq!(
-        w.files(&cold(3)),
-        outputs,
-        "inputs deleted, one merged file"
-    );
+    let outputs = w.only_merged(&cold(3), "inputs deleted, one merged file");
     assert_eq!(w.assert_same_rows(&outputs[0], &inputs)["rows"], 120_000);
     // Each input's footer and data: read once each (small files come whole with their
     // footer), plus the merged file's footer read back to verify it.
@@ -275,8 +273,7 @@ fn crash_between_upload_and_delete_is_finished(w: S3Warehouse) {
     let next = w.run(&["once"], &[]);
     next.expect_code(0);
     assert!(next.stdout().contains("recovered:  1"), "{}", next.stdout());
-    let outputs = w.outputs(&cold(1));
-    assert_eq!(w.files(&cold(1)), outputs);
+    let outputs = w.only_merged(&cold(1), "");
     assert_eq!(w.assert_same_rows(&outputs[0], &inputs)["rows"], 15);
 }
 
@@ -347,8 +344,7 @@ fn a_thousand_file_partition_of_small_files_costs_one_get_per_file() {
     let run = w.run(&["once"], &[]);
     run.expect_code(0);
     let out = run.stdout();
-    let outputs = w.outputs(&prefix);
-    assert_eq!(w.files(&prefix), outputs, "{out}");
+    let outputs = w.only_merged(&prefix, &out);
     assert_eq!(
         w.assert_same_rows(&outputs[0], &vec![src.clone(); n])["rows"],
         5 * n
@@ -422,12 +418,7 @@ fn throttling_server_errors_and_dropped_connections_are_retried() {
     run.expect_code(0);
     let injected = proxy.injected();
     assert_eq!(injected.len(), 6, "{injected:#?}");
-    let outputs = w.outputs(&cold(1));
-    assert_eq!(
-        w.files(&cold(1)),
-        outputs,
-        "inputs deleted, one merged file"
-    );
+    let outputs = w.only_merged(&cold(1), "inputs deleted, one merged file");
     assert_eq!(w.assert_same_rows(&outputs[0], &vec![src; 3])["rows"], 24);
 }
 
@@ -452,8 +443,7 @@ fn enclosing_prefixes_are_checked_for_a_table_format_unless_denied() {
         "{}",
         run.stderr()
     );
-    let outputs = w.outputs(&cold(1));
-    assert_eq!(w.files(&cold(1)), outputs, "compacted as plain Parquet");
+    let outputs = w.only_merged(&cold(1), "compacted as plain Parquet");
     assert_eq!(
         w.assert_same_rows(&outputs[0], &vec![src.clone(); 3])["rows"],
         24
@@ -493,8 +483,7 @@ fn merged_files_are_written_with_the_configured_encryption_and_class() {
     let src = corpus("alltypes_plain.parquet");
     w.put_copies(&cold(1), &src, 3);
     w.run(&["once"], &[]).expect_code(0);
-    let outputs = w.outputs(&cold(1));
-    assert_eq!(w.files(&cold(1)), outputs);
+    let outputs = w.only_merged(&cold(1), "");
     let head =
         w.rt.block_on(
             w.store
@@ -597,8 +586,7 @@ fn a_table_where_deletes_are_denied_is_not_merged() {
 
     w.proxy().clear();
     w.run(&["once"], &[]).expect_code(0);
-    let outputs = w.outputs(&cold(1));
-    assert_eq!(w.files(&cold(1)), outputs);
+    let outputs = w.only_merged(&cold(1), "");
     assert_eq!(w.assert_same_rows(&outputs[0], &vec![src; 3])["rows"], 24);
     let keys = w.all_keys();
     assert!(
@@ -628,8 +616,7 @@ fn reads_overlap_on_a_store_with_latency() {
         (2..=READS_AT_ONCE).contains(&peak),
         "{peak} GETs in flight at most, expected 2 to {READS_AT_ONCE}"
     );
-    let outputs = w.outputs(&cold(1));
-    assert_eq!(w.files(&cold(1)), outputs, "{}", run.stdout());
+    let outputs = w.only_merged(&cold(1), &run.stdout());
     assert_eq!(
         w.assert_same_rows(&outputs[0], &vec![src; n])["rows"],
         8 * n
@@ -685,8 +672,7 @@ fn a_hung_request_is_cut_off_by_the_timeout_and_retried() {
         started.elapsed()
     );
     assert_eq!(w.proxy().injected().len(), 2);
-    let outputs = w.outputs(&cold(1));
-    assert_eq!(w.files(&cold(1)), outputs);
+    let outputs = w.only_merged(&cold(1), "");
     w.assert_same_rows(&outputs[0], &vec![src; 2]);
 }
 
@@ -716,8 +702,7 @@ fn a_partition_that_keeps_failing_is_skipped_and_the_rest_compacts() {
         before,
         "the failing partition is untouched"
     );
-    let outputs = w.outputs(&cold(2));
-    assert_eq!(w.files(&cold(2)), outputs);
+    let outputs = w.only_merged(&cold(2), "");
     assert_eq!(w.assert_same_rows(&outputs[0], &vec![src; 2])["rows"], 16);
 }
 
@@ -739,8 +724,7 @@ fn keys_delete_objects_refuses_are_sent_again() {
     let run = w.run(&["once"], &[]);
     run.expect_code(0);
     assert_eq!(w.proxy().injected().len(), 2);
-    let outputs = w.outputs(&cold(1));
-    assert_eq!(w.files(&cold(1)), outputs, "inputs deleted in the end");
+    w.only_merged(&cold(1), "inputs deleted in the end");
 }
 
 /// Keys that are never deleted are reported by name, never assumed gone; the merged file and
@@ -767,8 +751,7 @@ fn keys_never_deleted_are_reported_and_the_next_run_finishes() {
     let next = w.run(&["once"], &[]);
     next.expect_code(0);
     assert!(next.stdout().contains("recovered:  1"), "{}", next.stdout());
-    let outputs = w.outputs(&cold(1));
-    assert_eq!(w.files(&cold(1)), outputs);
+    let outputs = w.only_merged(&cold(1), "");
     assert_eq!(w.assert_same_rows(&outputs[0], &vec![src; 3])["rows"], 24);
 }
 
@@ -948,12 +931,7 @@ fn compacted(run: &Run) -> usize {
 /// Every partition holds one merged file with all its rows, nothing else is left.
 fn assert_each_compacted_once(w: &S3Warehouse, prefixes: &[String], src: &Path) {
     for prefix in prefixes {
-        let outputs = w.outputs(prefix);
-        assert_eq!(
-            w.files(prefix),
-            outputs,
-            "{prefix}: exactly one merged file"
-        );
+        let outputs = w.only_merged(prefix, &format!("{prefix}: exactly one merged file"));
         assert_eq!(outputs.len(), 1, "{prefix}");
         assert_eq!(
             w.assert_same_rows(&outputs[0], &vec![src.to_path_buf(); 3])["rows"],
