@@ -18,8 +18,7 @@ use crate::merge::MergeError;
 use crate::merge::footer::{InputFile, read_inputs};
 use crate::merge::rewrite::MergeStats;
 use crate::merge::schema::split_compatible;
-use crate::merge::spool::{SPOOL_PREFIX, inputs_held, merge_to_spool};
-use crate::merge::stitch::{slots_per_merge, useful_parts};
+use crate::merge::spool::{Parts, SPOOL_PREFIX, inputs_held, merge_to_spool};
 use crate::plan::{Action, CompactionPlan, GroupPlan, PartitionPlan};
 use crate::shutdown::{Phase, Stop};
 use crate::store::{ObjectMeta, Store};
@@ -85,7 +84,6 @@ pub async fn execute(
         stop,
         memory: &memory,
         merge_slots: &merge_slots,
-        slots_per_merge: slots_per_merge(groups.len(), cfg.parallelism),
     };
 
     // Merged files a killed run was writing (a live run's are younger).
@@ -417,10 +415,8 @@ struct Ctx<'a> {
     /// groups of one partition alike take a slot, so a single large partition uses every core.
     /// A slot is held for the merge alone (decoding and encoding, the CPU's work), not while
     /// footers are read or the merged file is uploaded, verified and its inputs deleted.
+    /// A merge in parts ([`crate::merge::stitch`]) takes more, for its parts alone.
     merge_slots: &'a tokio::sync::Semaphore,
-    /// The slots a merge may take when they are free: more than one when the run has fewer
-    /// merges than slots, for a merge in parts ([`crate::merge::stitch`]).
-    slots_per_merge: usize,
 }
 
 /// Partitions (and groups of one partition) worked on at once: twice the merge slots, so that
@@ -624,15 +620,13 @@ async fn commit_set(
         () = stop.reached(Phase::Draining) => return Err(MergeError::Abandoned),
         slot = ctx.merge_slots.acquire() => slot,
     };
-    // Spare slots, when free now, merge parts of this group at once.
-    let spare: Vec<_> = (1..useful_parts(inputs, cfg, ctx.slots_per_merge))
-        .map_while(|_| ctx.merge_slots.try_acquire().ok())
-        .collect();
-    let parts = 1 + spare.len();
+    // A merge larger than its share of what is left of the run is cut into parts, which take
+    // the slots that are free or that free up (see `merge_to_spool`).
+    let parts = Parts::of(inputs, cfg, progress, ctx.merge_slots);
     progress.set_message(prefix.to_string());
     // Held until the merged file is committed: merges beyond the budget wait their turn.
     let _memory = tokio::select! {
-        permit = memory.reserve(ctx.store, inputs, cfg, parts) => permit,
+        permit = memory.reserve(ctx.store, inputs, cfg, parts.count) => permit,
         () = stop.reached(Phase::Abandoning) => return Err(MergeError::Abandoned),
     };
     let on_progress = {
@@ -652,7 +646,7 @@ async fn commit_set(
         parts,
     )
     .await?;
-    drop((slot, spare));
+    drop(slot);
     tracing::debug!(
         files = inputs.len(),
         seconds = started.elapsed().as_secs_f32(),

@@ -16,8 +16,7 @@ use crate::config::MergeConfig;
 use crate::layout::{DataFiles, Level};
 use crate::merge::footer::{InputFile, read_inputs};
 use crate::merge::schema::split_compatible;
-use crate::merge::spool::merge_to_spool;
-use crate::merge::stitch::{slots_per_merge, useful_parts};
+use crate::merge::spool::{Parts, merge_to_spool};
 use crate::shutdown::Stop;
 use crate::store::{LocalStore, ObjectMeta, Store};
 
@@ -112,9 +111,9 @@ pub async fn merge_dir(
     let total: u64 = jobs.iter().flat_map(|j| &j.inputs).map(|m| m.size).sum();
     let progress = crate::compact::progress_bar(total);
     let stop = Stop::new();
-    let slots = slots_per_merge(jobs.len(), cfg.parallelism);
+    let slots = tokio::sync::Semaphore::new(cfg.parallelism.max(1));
     let results: Vec<anyhow::Result<MergeDirSummary>> = futures::stream::iter(jobs)
-        .map(|job| merge_job(store.as_ref(), job, output, cfg, slots, &progress, &stop))
+        .map(|job| merge_job(store.as_ref(), job, output, cfg, &slots, &progress, &stop))
         .buffer_unordered(cfg.parallelism.max(1))
         .collect()
         .await;
@@ -136,7 +135,7 @@ async fn merge_job(
     job: Job,
     output: &Path,
     cfg: &MergeConfig,
-    slots: usize,
+    slots: &tokio::sync::Semaphore,
     progress: &indicatif::ProgressBar,
     stop: &Stop,
 ) -> anyhow::Result<MergeDirSummary> {
@@ -153,6 +152,9 @@ async fn merge_job(
             let progress = progress.clone();
             Arc::new(move |bytes| progress.inc(bytes))
         };
+        // As in `compact`: one slot for the merge, and parts when it is larger than its share.
+        let _slot = slots.acquire().await?;
+        let parts = Parts::of(&members, cfg, progress, slots);
         let (spool, stats) = merge_to_spool(
             store,
             &members,
@@ -162,7 +164,7 @@ async fn merge_job(
             &dir,
             on_progress,
             stop,
-            useful_parts(&members, cfg, slots),
+            parts,
         )
         .await?;
         let suffix = if i == 0 {

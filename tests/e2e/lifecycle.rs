@@ -673,18 +673,30 @@ fn prefix_narrows_a_run_to_part_of_a_table() {
     assert_refused_and_untouched_with(&w, &["--prefix", &cold(1)], &cold(1), &refusal);
 }
 
-/// The usual hourly run: one partition has gone cold, and its one merge gets both slots. It
-/// runs in two parts stitched into one file, which is then committed like any other: one
-/// output with every row in order and its page indexes, the inputs deleted, nothing left in
-/// the work dir.
+/// The usual hourly run: one partition has gone cold (here beside a much smaller one), and its
+/// merge gets both slots, the second once the small merge has ended. It runs in two parts
+/// stitched into one file, which is then committed like any other: one output with every row
+/// in order and its page indexes, the inputs deleted, nothing left in the work dir.
 #[test]
 fn a_lone_cold_partition_is_merged_in_parts_and_committed() {
     let w = Warehouse::new("");
     w.add_merge_settings(SETTINGS_FOR_PARTS);
     let inputs = put_inputs_for_parts(&w.base.join("originals"), |key, src| w.put(key, src));
+    let small_inputs = write_numbered_inputs(&w.base.join("small"), 2, 500);
+    for input in &small_inputs {
+        let name = input.file_name().unwrap().to_str().unwrap();
+        w.put(&format!("{}{name}", cold(4)), input);
+    }
     let run = w.run_with_env(&["once"], &[("RUST_LOG", "compactor=debug")]);
     run.expect_code(0);
     assert_merged_in_parts(&run);
+    assert_eq!(run.stderr().matches("merging in parts").count(), 1);
+    let small_outputs = w.outputs(&cold(4));
+    assert_eq!(w.files(&cold(4)), small_outputs);
+    assert_eq!(
+        assert_same_rows(&w.path(&small_outputs[0]), &small_inputs)["rows"],
+        1_000
+    );
     let outputs = w.outputs(&cold(3));
     assert_eq!(w.files(&cold(3)), outputs, "the inputs are deleted");
     assert_eq!(outputs.len(), 1);

@@ -277,7 +277,7 @@ fn row_groups_share_the_rows_evenly() {
 /// into a file of its own, and the parts' row groups are then stitched into one file: the
 /// output holds every row in the inputs' order (pyarrow), and its row groups keep their page
 /// indexes and bloom filters, with offsets that lead to the right rows. With one slot, or two
-/// directories for two slots, a merge stays whole.
+/// directories alike for two slots, a merge stays whole; beside a much smaller one, it is cut.
 #[test]
 fn a_lone_merge_runs_in_parts_stitched_into_one_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -320,7 +320,7 @@ fn a_lone_merge_runs_in_parts_stitched_into_one_file() {
     assert_same_rows(&merged_whole, &inputs);
     assert_page_indexes_lead_to_rows(&merged_whole);
 
-    // Two directories for two slots: each merge has a slot, none to spare.
+    // Two directories alike for two slots: each merge has a slot, none to spare.
     let two = dir.path().join("two");
     for hour in ["01", "02"] {
         write_numbered_inputs(&two.join(format!("hour={hour}")), 6, 20_000);
@@ -330,5 +330,27 @@ fn a_lone_merge_runs_in_parts_stitched_into_one_file() {
         !run.stderr().contains("merging in parts"),
         "{}",
         run.stderr()
+    );
+
+    // A large directory beside a small one: the large merge is cut in two, its second part
+    // taking the slot the small merge leaves, and both outputs hold their inputs' rows.
+    let mixed = dir.path().join("mixed");
+    let large = write_numbered_inputs(&mixed.join("hour=01"), 6, 20_000);
+    let small = write_numbered_inputs(&mixed.join("hour=02"), 2, 500);
+    let mixed_out = dir.path().join("mixed-out");
+    let run = run_with("2", &mixed, &mixed_out);
+    assert!(
+        run.stderr().contains("merging in parts parts=2 files=6"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(run.stderr().matches("merging in parts").count(), 1);
+    assert_eq!(
+        assert_same_rows(&mixed_out.join("hour=01/part-00000.parquet"), &large)["rows"],
+        120_000
+    );
+    assert_eq!(
+        assert_same_rows(&mixed_out.join("hour=02/part-00000.parquet"), &small)["rows"],
+        1_000
     );
 }

@@ -77,11 +77,42 @@ fn new_spool(dir: &Path) -> Result<NamedTempFile, MergeError> {
         .map_err(work_dir)
 }
 
+/// Into how many parts a merge is cut, and where the slots for its parts come from.
+#[derive(Clone, Copy)]
+pub struct Parts<'a> {
+    /// See [`super::stitch::useful_parts`]; 1 merges whole.
+    pub count: usize,
+    /// The run's merge slots, of which the merge holds one already. Each part beyond the first
+    /// runs on a slot that is free now or frees up while parts are left (another merge has
+    /// ended), else on the merge's own slot once its part before is done.
+    pub slots: &'a tokio::sync::Semaphore,
+}
+
+impl<'a> Parts<'a> {
+    /// The parts of a merge of `inputs` in a run whose `progress` counts the bytes merged of
+    /// all it has to merge: as many as the merge's share of the bytes left allows (see
+    /// [`super::stitch::slots_for`] and [`super::stitch::useful_parts`]).
+    pub fn of(
+        inputs: &[InputFile],
+        cfg: &MergeConfig,
+        progress: &indicatif::ProgressBar,
+        slots: &'a tokio::sync::Semaphore,
+    ) -> Self {
+        let bytes: u64 = inputs.iter().map(|i| i.meta.size).sum();
+        let left = (progress.length().unwrap_or(0)).saturating_sub(progress.position());
+        let share = super::stitch::slots_for(bytes, left, cfg.parallelism);
+        Parts {
+            count: super::stitch::useful_parts(inputs, cfg, share),
+            slots,
+        }
+    }
+}
+
 /// Merges `inputs` into a new temporary file in `dir`, adding `metadata` to its footer.
 /// `on_progress` is told the size of each input once its rows are written.
 ///
-/// With `parts` above 1 (see [`super::stitch::useful_parts`]), consecutive runs of the inputs
-/// are merged at once, each into a file of its own, and then stitched into one.
+/// With `parts.count` above 1, consecutive runs of the inputs are merged each into a file of
+/// its own, at once as slots allow, and then stitched into one.
 #[allow(clippy::too_many_arguments)]
 pub async fn merge_to_spool(
     store: &dyn Store,
@@ -92,16 +123,16 @@ pub async fn merge_to_spool(
     dir: &Path,
     on_progress: Arc<dyn Fn(u64) + Send + Sync>,
     stop: &Stop,
-    parts: usize,
+    parts: Parts<'_>,
 ) -> Result<(NamedTempFile, MergeStats), MergeError> {
     let sizes: Vec<u64> = inputs.iter().map(|i| i.meta.size).collect();
-    let runs = super::stitch::cut(&sizes, parts);
+    let runs = super::stitch::cut(&sizes, parts.count);
     if runs.len() <= 1 {
         return merge_one(store, inputs, schema, cfg, metadata, dir, on_progress, stop).await;
     }
     tracing::info!(parts = runs.len(), files = inputs.len(), "merging in parts");
     let started = std::time::Instant::now();
-    let merges = runs.into_iter().map(|run| {
+    let merge_part = |run: std::ops::Range<usize>| {
         let (schema, on_progress) = (schema.clone(), on_progress.clone());
         merge_one(
             store,
@@ -113,13 +144,8 @@ pub async fn merge_to_spool(
             on_progress,
             stop,
         )
-    });
-    // Every part runs to its end (or its first error) before this returns, so no merge thread
-    // is left writing a part that nobody will read.
-    let merged = futures::future::join_all(merges)
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, MergeError>>()?;
+    };
+    let merged = in_parts(runs, parts.slots, merge_part).await?;
     let part_rows: u64 = merged.iter().map(|(_, stats)| stats.rows).sum();
     tracing::debug!(seconds = started.elapsed().as_secs_f32(), "parts merged");
     let started = std::time::Instant::now();
@@ -139,6 +165,63 @@ pub async fn merge_to_spool(
         )));
     }
     Ok(stitched)
+}
+
+/// Runs `merge_part` on each of `runs` and returns their results in order: the first on the
+/// caller's own slot, the others as soon as a slot of `slots` is free; a worker that finds no
+/// part left gives its slot back at once. Every part taken runs to its end before this returns
+/// (no merge thread is left writing a part nobody will read), and none is taken after one has
+/// failed.
+async fn in_parts<T, F, Fut>(
+    runs: Vec<std::ops::Range<usize>>,
+    slots: &tokio::sync::Semaphore,
+    merge_part: F,
+) -> Result<Vec<T>, MergeError>
+where
+    F: Fn(std::ops::Range<usize>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, MergeError>>,
+{
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (all_taken, taken) = tokio::sync::watch::channel(false);
+    let take = || {
+        let i = next.fetch_add(1, Ordering::SeqCst);
+        if i + 1 >= runs.len() {
+            all_taken.send_replace(true);
+        }
+        runs.get(i).map(|run| (i, run.clone()))
+    };
+    let work = || async {
+        let mut done = Vec::new();
+        while let Some((i, run)) = take() {
+            let result = merge_part(run).await;
+            if result.is_err() {
+                next.store(runs.len(), Ordering::SeqCst);
+                all_taken.send_replace(true);
+            }
+            done.push((i, result));
+        }
+        done
+    };
+    let helper = || async {
+        let mut taken = taken.clone();
+        let permit = tokio::select! {
+            biased;
+            permit = slots.acquire() => permit.ok(),
+            _ = taken.wait_for(|&all| all) => None,
+        };
+        match permit {
+            Some(_permit) => work().await,
+            None => Vec::new(),
+        }
+    };
+    let helpers = (1..runs.len()).map(|_| helper());
+    let (own, others) = futures::future::join(work(), futures::future::join_all(helpers)).await;
+    let mut results: Vec<_> = own
+        .into_iter()
+        .chain(others.into_iter().flatten())
+        .collect();
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, result)| result).collect()
 }
 
 /// [`merge_to_spool`] in one part.
@@ -238,8 +321,72 @@ async fn merge_one(
 
 #[cfg(test)]
 mod tests {
-    use super::{files_ahead, read_ahead};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+
+    use super::{MergeError, files_ahead, in_parts, read_ahead};
     use crate::store::LocalStore;
+
+    /// `in_parts` over `runs` parts of one input each, every part taking `ms`; returns the
+    /// results and the order in which the parts started.
+    async fn run_parts(
+        runs: usize,
+        slots: &Semaphore,
+        ms: u64,
+        fail: Option<usize>,
+    ) -> (Result<Vec<usize>, MergeError>, Vec<usize>) {
+        let started = Mutex::new(Vec::new());
+        let result = in_parts((0..runs).map(|i| i..i + 1).collect(), slots, |run| {
+            started.lock().unwrap().push(run.start);
+            async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                match fail {
+                    Some(f) if f == run.start => Err(MergeError::Write(format!("part {f}"))),
+                    _ => Ok(run.start * 10),
+                }
+            }
+        })
+        .await;
+        (result, started.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn parts_wait_for_slots_that_free_up_and_otherwise_run_on_the_merges_own() {
+        // Every other slot held by merges that never end: the parts run one after the other
+        // on the merge's own slot, in order, and none waits for a slot forever.
+        let slots = Semaphore::new(2);
+        let _others = slots.acquire_many(2).await.unwrap();
+        let (result, started) = run_parts(3, &slots, 1, None).await;
+        assert_eq!(result.unwrap(), vec![0, 10, 20]);
+        assert_eq!(started, vec![0, 1, 2]);
+        assert_eq!(slots.available_permits(), 0);
+
+        // A slot that frees up while parts are left takes one: two at once, so four parts of
+        // 100 ms each end in about 200 ms, not 400.
+        let slots = Semaphore::new(1);
+        let other = slots.acquire().await.unwrap();
+        let freed = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(other);
+        };
+        let begun = std::time::Instant::now();
+        let ((result, _), ()) = tokio::join!(run_parts(4, &slots, 100, None), freed);
+        let took = begun.elapsed();
+        assert_eq!(result.unwrap(), vec![0, 10, 20, 30]);
+        assert!(took < Duration::from_millis(350), "took {took:?}");
+        // Given back once no part is left.
+        assert_eq!(slots.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn no_part_is_taken_after_one_has_failed() {
+        let slots = Semaphore::new(0);
+        let (result, started) = run_parts(4, &slots, 1, Some(1)).await;
+        assert!(matches!(result, Err(MergeError::Write(m)) if m == "part 1"));
+        assert_eq!(started, vec![0, 1]);
+    }
 
     #[test]
     fn inputs_are_read_ahead_as_far_as_the_store_gains_within_the_byte_bound() {

@@ -3,8 +3,9 @@
 //! other into the merged file, with their statistics, page indexes and bloom filters.
 //!
 //! A merge decodes on one thread and encodes on another, and the encoder is about two thirds of
-//! the work, so a merge alone keeps 1.3 of 2 cores busy. A run with fewer merges than slots (the
-//! usual hourly run: one partition has just gone cold) gives the spare slots to parts.
+//! the work, so a merge alone keeps 1.3 of 2 cores busy. A merge larger than its share of the
+//! run's work (the usual hourly run: one partition has just gone cold, alone or beside smaller
+//! ones) is cut into parts, which take the spare slots, and those that smaller merges leave.
 
 use std::ops::Range;
 use std::path::Path;
@@ -17,10 +18,15 @@ use super::footer::InputFile;
 use super::rewrite::MergeStats;
 use crate::config::MergeConfig;
 
-/// The merge slots each of `merges` merges may use when `parallelism` slots are shared out
-/// evenly: more than one only when there are fewer merges than slots.
-pub fn slots_per_merge(merges: usize, parallelism: usize) -> usize {
-    (parallelism / merges.max(1)).max(1)
+/// The merge slots (of `parallelism`) a merge of `bytes` may use when `left` bytes are still
+/// to merge in the run, this merge's included: its share of them by size, rounded, so that a
+/// merge about as large as the others takes one slot, a lone merge all of them, and a large
+/// merge beside small ones the slots they leave when they end.
+pub fn slots_for(bytes: u64, left: u64, parallelism: usize) -> usize {
+    let parallelism = parallelism.max(1) as u128;
+    let left = u128::from(left.max(bytes).max(1));
+    let share = (u128::from(bytes) * parallelism * 2 + left) / (2 * left);
+    share.clamp(1, parallelism) as usize
 }
 
 /// Into how many parts (at most `slots`) to cut a merge of `inputs`: each part at least half a
@@ -118,11 +124,20 @@ mod tests {
     }
 
     #[test]
-    fn spare_slots_go_to_merges_only_when_there_are_fewer_merges_than_slots() {
-        assert_eq!(slots_per_merge(1, 2), 2);
-        assert_eq!(slots_per_merge(2, 2), 1);
-        assert_eq!(slots_per_merge(4, 2), 1);
-        assert_eq!(slots_per_merge(3, 8), 2);
-        assert_eq!(slots_per_merge(0, 8), 8);
+    fn a_merge_takes_its_share_of_the_slots_by_size() {
+        // Alone: every slot.
+        assert_eq!(slots_for(100, 100, 2), 2);
+        assert_eq!(slots_for(100, 0, 2), 2);
+        // One of two (or of four) alike: one slot.
+        assert_eq!(slots_for(100, 200, 2), 1);
+        assert_eq!(slots_for(100, 400, 2), 1);
+        // The last of four alike, starting while the one before is just under way: still one.
+        assert_eq!(slots_for(234, 454, 2), 1);
+        // Beside a small one: the slot the small one leaves too.
+        assert_eq!(slots_for(1000, 1050, 2), 2);
+        assert_eq!(slots_for(750, 1000, 2), 2);
+        assert_eq!(slots_for(600, 1000, 2), 1);
+        assert_eq!(slots_for(300, 1000, 8), 2);
+        assert_eq!(slots_for(100, 100, 0), 1);
     }
 }
