@@ -78,7 +78,6 @@ fn new_spool(dir: &Path) -> Result<NamedTempFile, MergeError> {
 }
 
 /// Into how many parts a merge is cut, and where the slots for its parts come from.
-#[derive(Clone, Copy)]
 pub struct Parts<'a> {
     /// See [`super::stitch::useful_parts`]; 1 merges whole.
     pub count: usize,
@@ -99,7 +98,10 @@ impl<'a> Parts<'a> {
         slots: &'a tokio::sync::Semaphore,
     ) -> Self {
         let bytes: u64 = inputs.iter().map(|i| i.meta.size).sum();
-        let left = (progress.length().unwrap_or(0)).saturating_sub(progress.position());
+        let left = progress
+            .length()
+            .unwrap_or(0)
+            .saturating_sub(progress.position());
         let share = super::stitch::slots_for(bytes, left, cfg.parallelism);
         Parts {
             count: super::stitch::useful_parts(inputs, cfg, share),
