@@ -24,8 +24,8 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::footer::{InputFile, parse_footer};
-use super::schema::with_views;
+use super::footer::{InputFile, dictionary_columns, parse_footer};
+use super::schema::batch_schema;
 use super::{MergeError, catch_panic};
 use crate::config::MergeConfig;
 
@@ -70,8 +70,10 @@ pub fn merge_to_file(
     let mut schema_md = schema.metadata().clone();
     schema_md.retain(|k, _| !k.starts_with(crate::journal::KEY_PREFIX));
     let schema = Arc::new(schema.as_ref().clone().with_metadata(schema_md));
-    // Batches carry strings as views (see `with_views`); the footer gets `schema` itself.
-    let working = Arc::new(with_views(&schema));
+    // Batches carry strings as views or dictionaries (see `batch_schema`); the footer gets
+    // `schema` itself.
+    let dictionaries = dictionary_columns(inputs);
+    let working = Arc::new(batch_schema(&schema, &dictionaries));
     let mut writer = Writer::Pending {
         file: super::create_output(dest)?,
         schema: schema.clone(),
@@ -90,9 +92,10 @@ pub fn merge_to_file(
     let output = dest.display().to_string();
     std::thread::scope(|scope| -> Result<(), MergeError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Decoded, MergeError>>(1);
-        let working = &working;
+        let (working, dictionaries) = (&working, &dictionaries);
         scope.spawn(move || {
-            if let Err(e) = decode_all(inputs, next_input, working, cfg, &tx) {
+            let schemas = BatchSchemas::new(dictionaries);
+            if let Err(e) = decode_all(inputs, next_input, working, schemas, cfg, &tx) {
                 let _ = tx.send(Err(e));
             }
         });
@@ -146,7 +149,7 @@ enum Writer<'a> {
         file: Output,
         /// The output's schema, for its footer.
         schema: SchemaRef,
-        /// The batches' schema: `schema` with strings as views.
+        /// The batches' schema: `schema` with strings as views or dictionaries.
         working: SchemaRef,
         bloom: BloomFilters,
         cfg: &'a MergeConfig,
@@ -294,11 +297,11 @@ fn decode_all(
     inputs: &[InputFile],
     next_input: &mut super::NextInput<'_>,
     schema: &SchemaRef,
+    mut schemas: BatchSchemas<'_>,
     cfg: &MergeConfig,
     tx: &SyncSender<Result<Decoded, MergeError>>,
 ) -> Result<(), MergeError> {
     let mut gathered = Gather::new(schema.clone(), cfg.batch_rows);
-    let mut views = ViewSchemas::default();
     let mut inputs_done = 0u64;
     let send = |ready: Vec<RecordBatch>, inputs_done: &mut u64| {
         for batch in ready {
@@ -316,7 +319,7 @@ fn decode_all(
         let key = input.meta.key.as_str();
         let data = super::next_data(next_input, key)?;
         let decoded = catch_panic(key, || {
-            decode(input, &mut views, data, schema, cfg, &mut |batch| {
+            decode(input, &mut schemas, data, schema, cfg, &mut |batch| {
                 let ready = gathered
                     .push(batch)
                     .map_err(|e| MergeError::Write(format!("{key}: {e}")))?;
@@ -343,21 +346,29 @@ fn decode_all(
     .map_err(|_| MergeError::Abandoned)
 }
 
-/// The schema an input is read with, strings as views ([`with_views`]), made once for a run
-/// of inputs that share a schema (as [`super::footer::read_inputs`] makes them share it).
-#[derive(Default)]
-struct ViewSchemas {
+/// The schema an input is read with ([`batch_schema`]), made once for a run of inputs that
+/// share a schema (as [`super::footer::read_inputs`] makes them share it).
+struct BatchSchemas<'a> {
+    /// The columns read as dictionaries, the same for every input of the merge.
+    dictionaries: &'a [ColumnPath],
     last: Option<(SchemaRef, SchemaRef)>,
 }
 
-impl ViewSchemas {
+impl<'a> BatchSchemas<'a> {
+    fn new(dictionaries: &'a [ColumnPath]) -> Self {
+        BatchSchemas {
+            dictionaries,
+            last: None,
+        }
+    }
+
     fn of(&mut self, schema: &SchemaRef) -> SchemaRef {
         match &self.last {
-            Some((of, views)) if Arc::ptr_eq(of, schema) => views.clone(),
+            Some((of, read)) if Arc::ptr_eq(of, schema) => read.clone(),
             _ => {
-                let views = Arc::new(with_views(schema));
-                self.last = Some((schema.clone(), views.clone()));
-                views
+                let read = Arc::new(batch_schema(schema, self.dictionaries));
+                self.last = Some((schema.clone(), read.clone()));
+                read
             }
         }
     }
@@ -416,7 +427,7 @@ impl Gather {
 /// decoded.
 fn decode(
     input: &InputFile,
-    views: &mut ViewSchemas,
+    schemas: &mut BatchSchemas<'_>,
     data: Bytes,
     schema: &SchemaRef,
     cfg: &MergeConfig,
@@ -427,18 +438,24 @@ fn decode(
         key: key.to_string(),
         reason: format!("corrupt file: {e}"),
     };
-    let options = ArrowReaderOptions::new().with_schema(views.of(&input.schema));
+    let options = ArrowReaderOptions::new().with_schema(schemas.of(&input.schema));
     let footer = Arc::new(parse_footer(key, &data, Some(&input.footer.schema), false)?);
     let reader_md = ArrowReaderMetadata::try_new(footer, options).map_err(|e| corrupt(&e))?;
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_md)
-        .with_batch_size(cfg.batch_rows)
-        .build()
-        .map_err(|e| corrupt(&e))?;
     let mut rows = 0u64;
-    for batch in reader {
-        let batch = batch.map_err(|e| corrupt(&e))?;
-        rows += batch.num_rows() as u64;
-        emit(conform(key, batch, schema)?)?;
+    // One row group at a time: a batch across two would hold two column chunks' dictionaries,
+    // and the reader then makes one of them by hashing every value (see `batch_schema`).
+    for row_group in 0..reader_md.metadata().num_row_groups() {
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), reader_md.clone())
+                .with_row_groups(vec![row_group])
+                .with_batch_size(cfg.batch_rows)
+                .build()
+                .map_err(|e| corrupt(&e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| corrupt(&e))?;
+            rows += batch.num_rows() as u64;
+            emit(conform(key, batch, schema)?)?;
+        }
     }
     Ok(rows)
 }

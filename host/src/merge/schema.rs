@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::schema::types::ColumnPath;
 
 use super::footer::InputFile;
 
@@ -218,27 +219,60 @@ pub fn split_compatible(inputs: &[InputFile]) -> (Vec<CompatibleSet>, Vec<String
     (sets, notes)
 }
 
-/// `schema` with every string and binary column (top level, in structs, lists and maps) read
-/// as a view: a string then points into the input's decompressed page or dictionary instead of
-/// being copied out of it, and the writer reads it from there. The output's footer still
-/// records the original types. Measured on the benchmark's large set (interleaved runs): 6%
-/// less wall time, 3% less CPU, the same output.
-pub fn with_views(schema: &Schema) -> Schema {
-    fn field(f: &Field) -> Field {
-        f.clone().with_data_type(data_type(f.data_type()))
-    }
-    fn data_type(t: &DataType) -> DataType {
-        match t {
-            DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
-            DataType::Binary | DataType::LargeBinary => DataType::BinaryView,
-            DataType::List(f) => DataType::List(Arc::new(field(f))),
-            DataType::LargeList(f) => DataType::LargeList(Arc::new(field(f))),
-            DataType::Map(f, sorted) => DataType::Map(Arc::new(field(f)), *sorted),
-            DataType::Struct(fields) => DataType::Struct(fields.iter().map(|f| field(f)).collect()),
+/// The schema a rewrite reads and writes its batches in: `schema` with its string and binary
+/// columns read the way that costs least to carry from the input's pages to the output's.
+///
+/// * The `dictionaries` (top level or in structs: columns of small, repeated values, see
+///   [`super::footer::dictionary_columns`]) as Arrow dictionaries: each batch carries its input
+///   column chunk's dictionary and an index per row, and the writer interns each dictionary
+///   value once instead of each row's value. Measured on the small benchmark set: 8.9% fewer
+///   instructions for the whole merge.
+/// * Every other string and binary column (in lists and maps too) as a view: a string then
+///   points into the input's decompressed page or dictionary instead of being copied out of
+///   it, and the writer reads it from there. Measured on the benchmark's large set
+///   (interleaved runs): 6% less wall time, 3% less CPU, the same output.
+///
+/// The output's footer still records the original types.
+pub fn batch_schema(schema: &Schema, dictionaries: &[ColumnPath]) -> Schema {
+    fn field(f: &Field, path: Option<Vec<String>>, dictionaries: &[ColumnPath]) -> Field {
+        // A path only while outside lists and maps, where a leaf may be read as a dictionary.
+        let path = path.map(|mut p| {
+            p.push(f.name().clone());
+            p
+        });
+        let dictionary = |value: DataType| {
+            let wanted = path
+                .as_ref()
+                .is_some_and(|p| dictionaries.iter().any(|d| d.parts() == p.as_slice()));
+            wanted.then(|| DataType::Dictionary(Box::new(DataType::Int32), Box::new(value)))
+        };
+        let data_type = match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 => {
+                dictionary(DataType::Utf8).unwrap_or(DataType::Utf8View)
+            }
+            DataType::Binary | DataType::LargeBinary => {
+                dictionary(DataType::Binary).unwrap_or(DataType::BinaryView)
+            }
+            DataType::List(f) => DataType::List(Arc::new(field(f, None, dictionaries))),
+            DataType::LargeList(f) => DataType::LargeList(Arc::new(field(f, None, dictionaries))),
+            DataType::Map(f, sorted) => {
+                DataType::Map(Arc::new(field(f, None, dictionaries)), *sorted)
+            }
+            DataType::Struct(fields) => DataType::Struct(
+                fields
+                    .iter()
+                    .map(|f| field(f, path.clone(), dictionaries))
+                    .collect(),
+            ),
             other => other.clone(),
-        }
+        };
+        f.clone().with_data_type(data_type)
     }
-    let fields: Vec<Field> = schema.fields().iter().map(|f| field(f)).collect();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| field(f, Some(Vec::new()), dictionaries))
+        .collect();
     Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
@@ -342,7 +376,7 @@ mod tests {
     }
 
     #[test]
-    fn views_replace_strings_and_binaries_at_every_depth() {
+    fn strings_are_read_as_views_or_dictionaries_at_every_depth() {
         let item = |t: DataType| Arc::new(Field::new("item", t, true));
         let schema = Schema::new(vec![
             Field::new("s", LargeUtf8, false),
@@ -366,7 +400,7 @@ mod tests {
             "k".to_string(),
             "v".to_string(),
         )]));
-        let viewed = with_views(&schema);
+        let viewed = batch_schema(&schema, &[]);
         let types: Vec<DataType> = viewed
             .fields()
             .iter()
@@ -392,5 +426,32 @@ mod tests {
         );
         assert!(!viewed.field(0).is_nullable(), "nullability kept");
         assert_eq!(viewed.metadata(), schema.metadata());
+
+        // Columns of small dictionaries are read as dictionaries, at the top level and in
+        // structs; in a list they stay views, and a column of another type stays as it is.
+        let path = |p: &[&str]| ColumnPath::new(p.iter().map(|s| s.to_string()).collect());
+        let dictionaries = [
+            path(&["s"]),
+            path(&["st", "x"]),
+            path(&["l", "list", "item"]),
+            path(&["n"]),
+        ];
+        let read = batch_schema(&schema, &dictionaries);
+        let dictionary = |v: DataType| Dictionary(Box::new(Int32), Box::new(v));
+        assert_eq!(read.field(0).data_type(), &dictionary(Utf8));
+        assert!(!read.field(0).is_nullable(), "nullability kept");
+        assert_eq!(read.field(1).data_type(), &BinaryView);
+        assert_eq!(read.field(2).data_type(), &Int64);
+        assert_eq!(read.field(3).data_type(), &List(item(Utf8View)));
+        assert_eq!(
+            read.field(4).data_type(),
+            &Struct(
+                vec![
+                    Field::new("x", dictionary(Binary), true),
+                    Field::new("y", Float64, true)
+                ]
+                .into()
+            )
+        );
     }
 }
