@@ -162,7 +162,16 @@ impl FooterSummary {
 /// nearly unique values (ids, free text) is nearly all dictionary: 0.95 for the benchmark's
 /// free text, 0.66–0.77 for its referrers (974 distinct in 4,096 rows), 0.03–0.1 for its
 /// categories.
+///
+/// None in a file of row groups too small for a batch of their own: their rows are gathered
+/// into full batches (`rewrite::Gather`), which merges their dictionaries by hashing, and
+/// reading them one row group at a time costs a reader each (a file of 2,000 row groups of 10
+/// rows took twice as long).
 fn small_dictionaries(md: &ParquetMetaData) -> Vec<usize> {
+    let rows = md.file_metadata().num_rows().max(0) as usize;
+    if rows < super::encoding::MIN_SAMPLE * md.num_row_groups() {
+        return Vec::new();
+    }
     let descr = md.file_metadata().schema_descr();
     let small = |i: usize| {
         let (mut dictionary_bytes, mut bytes) = (0i64, 0i64);
@@ -769,7 +778,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // `kind` repeats a dozen values, `note` never repeats, `item` (in a struct) repeats;
         // in `c.parquet` the writer kept no dictionary for `kind`.
-        let write = |name: &str, kind_dictionary: bool| {
+        let write = |name: &str, kind_dictionary: bool, row_group_rows: usize| {
             let n = 20_000;
             let kinds = (0..n).map(|i| format!("kind {}", i % 12));
             let notes = (0..n).map(|i| format!("note {i} of a free text"));
@@ -787,7 +796,7 @@ mod tests {
             ])
             .unwrap();
             let props = WriterProperties::builder()
-                .set_max_row_group_row_count(Some(5_000))
+                .set_max_row_group_row_count(Some(row_group_rows))
                 .set_column_dictionary_enabled("kind".into(), kind_dictionary)
                 .build();
             let file = std::fs::File::create(dir.path().join(name)).unwrap();
@@ -795,9 +804,11 @@ mod tests {
             writer.write(&batch).unwrap();
             writer.close().unwrap();
         };
-        write("a.parquet", true);
-        write("b.parquet", true);
-        write("c.parquet", false);
+        write("a.parquet", true, 5_000);
+        write("b.parquet", true, 5_000);
+        write("c.parquet", false, 5_000);
+        // Row groups smaller than a batch: nothing is read as a dictionary.
+        write("d.parquet", true, 1_000);
         let store = LocalStore::try_new(dir.path()).unwrap();
         let metas = store.list("").await.unwrap().objects;
         let inputs = read_inputs(&store, &metas, u64::MAX, dir.path())
@@ -811,7 +822,9 @@ mod tests {
             ["kind", "detail.item"]
         );
         // One input without the dictionary: `kind` is read as it is stored there.
-        assert_eq!(names(dictionary_columns(&inputs)), ["detail.item"]);
+        assert_eq!(names(dictionary_columns(&inputs[..3])), ["detail.item"]);
+        assert!(dictionary_columns(&inputs[3..]).is_empty());
+        assert!(dictionary_columns(&inputs).is_empty());
         assert!(dictionary_columns(&[]).is_empty());
     }
 

@@ -442,15 +442,23 @@ fn decode(
     let footer = Arc::new(parse_footer(key, &data, Some(&input.footer.schema), false)?);
     let reader_md = ArrowReaderMetadata::try_new(footer, options).map_err(|e| corrupt(&e))?;
     let mut rows = 0u64;
-    // One row group at a time: a batch across two would hold two column chunks' dictionaries,
-    // and the reader then makes one of them by hashing every value (see `batch_schema`).
-    for row_group in 0..reader_md.metadata().num_row_groups() {
-        let reader =
+    // With columns read as dictionaries, one row group at a time: a batch across two would hold
+    // two column chunks' dictionaries, and the reader then makes one of them by hashing every
+    // value (see `batch_schema`).
+    let row_groups: Vec<Option<Vec<usize>>> = match schemas.dictionaries.is_empty() {
+        true => vec![None],
+        false => (0..reader_md.metadata().num_row_groups())
+            .map(|i| Some(vec![i]))
+            .collect(),
+    };
+    for row_groups in row_groups {
+        let mut builder =
             ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), reader_md.clone())
-                .with_row_groups(vec![row_group])
-                .with_batch_size(cfg.batch_rows)
-                .build()
-                .map_err(|e| corrupt(&e))?;
+                .with_batch_size(cfg.batch_rows);
+        if let Some(row_groups) = row_groups {
+            builder = builder.with_row_groups(row_groups);
+        }
+        let reader = builder.build().map_err(|e| corrupt(&e))?;
         for batch in reader {
             let batch = batch.map_err(|e| corrupt(&e))?;
             rows += batch.num_rows() as u64;
