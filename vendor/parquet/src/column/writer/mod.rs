@@ -1555,7 +1555,11 @@ impl<'a, E: ColumnValueEncoder> GenericColumnWriter<'a, E> {
                 let uncompressed_size = buffer.len();
 
                 if let Some(ref mut cmpr) = self.compressor {
-                    let mut compressed_buf = Vec::with_capacity(uncompressed_size);
+                    // compactor's patch: an empty buffer, not one of the page's size. zstd
+                    // reserves its bound, a little more than the page, and growing a buffer
+                    // made glibc copy all its (unused) bytes: a page's worth of copying for
+                    // every page, which also pushed zstd's tables out of the cache.
+                    let mut compressed_buf = Vec::new();
                     cmpr.compress(&buffer[..], &mut compressed_buf)?;
                     compressed_buf.shrink_to_fit();
                     buffer = compressed_buf;
