@@ -445,11 +445,12 @@ fn decode(
     // With columns read as dictionaries, one row group at a time: a batch across two would hold
     // two column chunks' dictionaries, and the reader then makes one of them by hashing every
     // value (see `batch_schema`).
-    let row_groups: Vec<Option<Vec<usize>>> = match schemas.dictionaries.is_empty() {
-        true => vec![None],
-        false => (0..reader_md.metadata().num_row_groups())
+    let row_groups: Vec<Option<Vec<usize>>> = if schemas.dictionaries.is_empty() {
+        vec![None]
+    } else {
+        (0..reader_md.metadata().num_row_groups())
             .map(|i| Some(vec![i]))
-            .collect(),
+            .collect()
     };
     for row_groups in row_groups {
         let mut builder =
