@@ -53,25 +53,30 @@ for name, entry in by_dataset.items():
     lines.append(f"## {name}: {first['in_files']} files, {first['in_mib']:.0f} MiB{row_count} "
                  f"in {parts} partition{'' if parts == 1 else 's'} (run {entry['date']})")
     lines.append("")
-    lines.append("| tool | wall s (median) | MiB/s | peak RSS MiB | output MiB | files | rows ok |")
-    lines.append("|---|---:|---:|---:|---:|---:|---|")
+    # CPU seconds (user and system, the tool's own processes) tell the work done apart from
+    # how well it kept the cores busy; on a noisy machine they also spread less than wall time.
+    lines.append("| tool | wall s (median) | CPU s (median) | MiB/s | peak RSS MiB | output MiB | files | rows ok |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         ok = {True: "yes", False: "NO", None: "n/a"}[r.get("rows_ok")]
-        lines.append(f"| {r['peer']} | {r['wall_s_median']:.2f} | {r['mib_per_s']:.0f} | "
+        cpu = f"{r['cpu_s_median']:.2f}" if r.get("cpu_s_median") is not None else "-"
+        lines.append(f"| {r['peer']} | {r['wall_s_median']:.2f} | {cpu} | {r['mib_per_s']:.0f} | "
                      f"{r['peak_rss_mib_max']:.0f} | {r['out_mib']:.1f} | {r['out_files']} | {ok} |")
     ours = find(rows, "compactor")
     if ours:
         lines.append("")
-        lines.append("Ratios of `compactor merge` (throughput: higher is better; memory and output: lower is better):")
+        lines.append("Ratios of `compactor merge` (throughput: higher is better; CPU time, memory and output: lower is better):")
         lines.append("")
-        lines.append("| against | throughput | peak RSS | output bytes |")
-        lines.append("|---|---:|---:|---:|")
+        lines.append("| against | throughput | CPU time | peak RSS | output bytes |")
+        lines.append("|---|---:|---:|---:|---:|")
         for r in rows:
             # The cat and cp floors write no Parquet: a ratio against them says nothing.
             if r is ours or r["peer"].startswith("compactor") or r["peer"] in ("cat", "cp"):
                 continue
             out = f"{ours['out_mib'] / r['out_mib']:.2f}x" if r["out_mib"] else "-"
-            lines.append(f"| {r['peer']} | {ours['mib_per_s'] / r['mib_per_s']:.2f}x | "
+            cpu = (f"{ours['cpu_s_median'] / r['cpu_s_median']:.2f}x"
+                   if ours.get("cpu_s_median") and r.get("cpu_s_median") else "-")
+            lines.append(f"| {r['peer']} | {ours['mib_per_s'] / r['mib_per_s']:.2f}x | {cpu} | "
                          f"{ours['peak_rss_mib_max'] / r['peak_rss_mib_max']:.2f}x | {out} |")
     concat, cat = find(rows, "compactor merge --mode concat"), find(rows, "cat")
     if concat and cat:
