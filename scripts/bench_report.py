@@ -54,7 +54,7 @@ for name, entry in by_dataset.items():
                  f"in {parts} partition{'' if parts == 1 else 's'} (run {entry['date']})")
     lines.append("")
     # CPU seconds (user and system, the tool's own processes) tell the work done apart from
-    # how well it kept the cores busy; on a noisy machine they also spread less than wall time.
+    # how well it kept the cores busy. On a shared machine they move from run to run too.
     lines.append("| tool | wall s (median) | CPU s (median) | MiB/s | peak RSS MiB | output MiB | files | rows ok |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
