@@ -127,9 +127,10 @@ pub struct MergeArgs {
     /// does not start with `_` or `.` (Hive's 000000_0, Trino, Flink).
     #[arg(long, default_value = ".parquet", value_name = "SUFFIX")]
     pub file_suffix: String,
-    /// The directory tree to read.
+    /// The directory tree to read (its files are only read).
     pub input: PathBuf,
-    /// Where the merged files go (created if missing).
+    /// Where the merged files go: created if missing, outside INPUT. A file already there with
+    /// a merged file's name (`part-00000.parquet`, ...) is replaced.
     pub output: PathBuf,
 }
 

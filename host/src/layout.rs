@@ -66,6 +66,11 @@ impl DataFiles {
         }
     }
 
+    /// The name ending that makes a file data (lowercase; empty: every file not hidden).
+    pub fn suffix(&self) -> &str {
+        &self.suffix
+    }
+
     pub fn matches(&self, key: &str) -> bool {
         let name = crate::store::file_name(key);
         let lower = name.to_ascii_lowercase();

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 
+use crate::app::UsageError;
 use crate::config::MergeConfig;
 use crate::layout::{DataFiles, Level};
 use crate::merge::footer::{InputFile, read_inputs};
@@ -88,13 +89,24 @@ pub async fn merge_dir(
     cfg: &MergeConfig,
 ) -> anyhow::Result<MergeDirSummary> {
     let started = Instant::now();
-    let store: Arc<dyn Store> = Arc::new(
-        LocalStore::try_new(input).with_context(|| format!("opening {}", input.display()))?,
-    );
+    input_must_be_a_directory(input)?;
+    let store =
+        LocalStore::try_new(input).with_context(|| format!("opening {}", input.display()))?;
+    let input_root = store.root().to_path_buf();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let listed = directories(store.as_ref(), data_files).await?;
+    if listed.is_empty() {
+        let which = match data_files.suffix() {
+            "" => String::new(),
+            suffix => format!(" (names ending in {suffix}; --file-suffix chooses others)"),
+        };
+        tracing::warn!("no data files under {}{which}", input.display());
+    }
+    outputs_must_stay_out_of_the_input(&input_root, output, listed.iter().map(|(p, _)| p))?;
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
     let mut summary = MergeDirSummary::default();
     let mut jobs = Vec::new();
-    for (prefix, files) in directories(store.as_ref(), data_files).await? {
+    for (prefix, files) in listed {
         summary.directories += 1;
         let sizes: Vec<u64> = files.iter().map(|f| f.size).collect();
         for (number, run) in compactor_plugin_sdk::split_even(&sizes, target_bytes)
@@ -128,6 +140,81 @@ pub async fn merge_dir(
     }
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// A read-only command must not create its input: a mistyped path is an error, not an empty run.
+fn input_must_be_a_directory(input: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(input) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(UsageError(format!(
+            "IN_DIR {} is a file: give the directory that holds the Parquet files",
+            input.display()
+        ))
+        .into()),
+        Err(e) => Err(UsageError(format!("IN_DIR {}: {e}", input.display())).into()),
+    }
+}
+
+/// Refuses an `output` that would put merged files among the inputs (`output` is `input`, lies
+/// inside it, or a directory below `output` is one of the inputs'): a merged file would replace
+/// an input of the same name, and the next merge of `input` would read merged rows again.
+/// Checked before anything is written.
+fn outputs_must_stay_out_of_the_input<'a>(
+    input_root: &Path,
+    output: &Path,
+    prefixes: impl Iterator<Item = &'a String>,
+) -> anyhow::Result<()> {
+    let output = resolve(output).with_context(|| format!("resolving {}", output.display()))?;
+    for prefix in prefixes {
+        let dir = output.join(prefix);
+        if dir.starts_with(input_root) {
+            return Err(UsageError(format!(
+                "OUT_DIR {} would put merged files in {}, inside IN_DIR {}: they would replace \
+                 inputs of the same name and be read again by the next merge. Choose an OUT_DIR \
+                 outside IN_DIR",
+                output.display(),
+                dir.display(),
+                input_root.display()
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// `path` made absolute with its symbolic links followed, though its last components may not
+/// exist yet: the longest existing ancestor is canonicalized and the rest applied to it. A `..`
+/// in the rest steps back lexically, as it will once those directories are created.
+fn resolve(path: &Path) -> std::io::Result<PathBuf> {
+    use std::path::Component;
+    let absolute = std::path::absolute(path)?;
+    let mut rest = Vec::new();
+    let mut existing = absolute.as_path();
+    let mut resolved = loop {
+        match existing.canonicalize() {
+            Ok(found) => break found,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (Some(last), Some(parent)) =
+                    (existing.components().next_back(), existing.parent())
+                else {
+                    return Err(e);
+                };
+                rest.push(last);
+                existing = parent;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    for component in rest.into_iter().rev() {
+        match component {
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            Component::Normal(name) => resolved.push(name),
+            _ => {}
+        }
+    }
+    Ok(resolved)
 }
 
 async fn merge_job(

@@ -38,6 +38,65 @@ fn merged_files_are_readable_as_the_umask_allows() {
     }
 }
 
+/// Mistaken paths are usage errors (exit 2) and write nothing: an output that would put merged
+/// files among the inputs (where `part-00000.parquet` replaced an input of that name, and the
+/// next merge read its rows again), an input that is missing (it is not created) or a file.
+#[test]
+fn an_output_among_the_inputs_or_a_missing_input_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(input.join("a")).unwrap();
+    let small = corpus("alltypes_plain.parquet");
+    for i in 0..3 {
+        std::fs::copy(&small, input.join(format!("a/part-{i:05}.parquet"))).unwrap();
+    }
+    let before = tree(&input);
+    for output in [
+        input.clone(),
+        input.join("out"),
+        input.join("a/../new"),
+        dir.path().join("missing/../in/x"),
+    ] {
+        let run = merge(&[], &input, &output);
+        run.expect_code(2);
+        assert!(
+            run.stderr().contains("inside IN_DIR"),
+            "{}: {}",
+            output.display(),
+            run.stderr()
+        );
+        assert_eq!(
+            tree(&input),
+            before,
+            "{}: nothing written",
+            output.display()
+        );
+    }
+
+    let missing = dir.path().join("typo");
+    let run = merge(&[], &missing, &dir.path().join("out"));
+    run.expect_code(2);
+    assert!(run.stderr().contains("IN_DIR"), "{}", run.stderr());
+    assert!(!missing.exists(), "a missing input is not created");
+    assert!(!dir.path().join("out").exists());
+
+    let file = input.join("a/part-00000.parquet");
+    let run = merge(&[], &file, &dir.path().join("out"));
+    run.expect_code(2);
+    assert!(run.stderr().contains("is a file"), "{}", run.stderr());
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let run = merge(&[], &empty, &dir.path().join("out"));
+    run.expect_code(0);
+    assert!(
+        run.stderr().contains("no data files under"),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.stdout().contains("merged 0 files"), "{}", run.stdout());
+}
+
 /// Writes `batch` as a Parquet file at `path`, with parquet's default properties.
 fn write_parquet(path: &Path, batch: &arrow::array::RecordBatch) {
     let file = std::fs::File::create(path).unwrap();
