@@ -34,11 +34,33 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Refuses a `path` that is not an existing directory, naming it as `what`: a mistyped path is a
+/// usage error, not an empty directory made for it and a run with nothing to do.
+pub fn existing_directory(path: &std::path::Path, what: &str) -> Result<(), UsageError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(UsageError(format!(
+            "{what} {} is a file, not a directory",
+            path.display()
+        ))),
+        Err(e) => Err(UsageError(format!("{what} {}: {e}", path.display()))),
+    }
+}
+
+/// Opens the configured store. A local warehouse must exist already (`compactor demo` makes
+/// one); S3 is reached lazily, so an unreachable endpoint shows in the first listing.
 pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, UsageError> {
     match config {
-        StoreConfig::Local { root } => LocalStore::try_new(root)
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
-            .map_err(|e| UsageError(format!("cannot open the warehouse directory: {e}"))),
+        StoreConfig::Local { root } => {
+            existing_directory(root, "the warehouse ([store] url)").map_err(|UsageError(e)| {
+                UsageError(format!(
+                    "{e}. Create it, correct the url, or seed a demo table with `compactor demo`"
+                ))
+            })?;
+            LocalStore::try_new(root)
+                .map(|s| Arc::new(s) as Arc<dyn Store>)
+                .map_err(|e| UsageError(format!("cannot open the warehouse directory: {e}")))
+        }
         StoreConfig::S3(location) => Ok(Arc::new(S3Store::connect(location.clone(), None).await)),
     }
 }

@@ -291,6 +291,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Demo => {
             let config = Config::load(&cli.config)?;
+            if let StoreConfig::Local { root } = &config.store {
+                std::fs::create_dir_all(root)
+                    .with_context(|| format!("creating the warehouse {}", root.display()))?;
+            }
             let store = open_store(&config.store).await?;
             let table = config.tables.first().context("the config has no table")?;
             let at = format!(

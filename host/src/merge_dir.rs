@@ -89,7 +89,7 @@ pub async fn merge_dir(
     cfg: &MergeConfig,
 ) -> anyhow::Result<MergeDirSummary> {
     let started = Instant::now();
-    input_must_be_a_directory(input)?;
+    crate::app::existing_directory(input, "IN_DIR")?;
     let store =
         LocalStore::try_new(input).with_context(|| format!("opening {}", input.display()))?;
     let input_root = store.root().to_path_buf();
@@ -140,19 +140,6 @@ pub async fn merge_dir(
     }
     summary.elapsed = started.elapsed();
     Ok(summary)
-}
-
-/// A read-only command must not create its input: a mistyped path is an error, not an empty run.
-fn input_must_be_a_directory(input: &Path) -> anyhow::Result<()> {
-    match std::fs::metadata(input) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(UsageError(format!(
-            "IN_DIR {} is a file: give the directory that holds the Parquet files",
-            input.display()
-        ))
-        .into()),
-        Err(e) => Err(UsageError(format!("IN_DIR {}: {e}", input.display())).into()),
-    }
 }
 
 /// Refuses an `output` that would put merged files among the inputs (`output` is `input`, lies

@@ -127,6 +127,28 @@ fn config_mistakes_name_the_key_and_exit_2() {
     let w = Warehouse::new("");
     let run = w.run(&["--config", "/nonexistent/config.toml", "once"]);
     run.expect_code(2);
+
+    // A mistyped local warehouse is refused, not made empty for a run with nothing to do;
+    // `demo` alone makes it, to seed it.
+    let w = Warehouse::new("");
+    std::fs::remove_dir(&w.root).unwrap();
+    for command in ["once", "plan"] {
+        let run = w.run(&[command]);
+        run.expect_code(2);
+        assert!(
+            run.stderr().contains("warehouse") && run.stderr().contains("No such file"),
+            "{command}: {}",
+            run.stderr()
+        );
+        assert!(!w.root.exists(), "{command} made the warehouse");
+    }
+    let run = w.run(&["demo"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains("seeded 96 small files"),
+        "{}",
+        run.stdout()
+    );
 }
 
 #[test]
