@@ -37,6 +37,9 @@ pub struct TablePlan {
     /// Data files in an archive storage class, unreadable until restored.
     #[serde(skip_serializing_if = "LeftAlone::is_empty")]
     pub archived: LeftAlone,
+    /// Where the walk started: the table's prefix, or those a run was narrowed to.
+    #[serde(skip)]
+    pub walked_from: Vec<String>,
 }
 
 /// Files the walk left alone for one reason: how many, and the first by key, for a note.
@@ -100,8 +103,32 @@ impl GroupPlan {
 }
 
 impl TablePlan {
-    /// Notes on the files the walk left alone, one line each.
+    /// Notes on what the walk found, one line each: [`Self::nothing_found`], then the files it
+    /// left alone.
     pub fn notes(&self) -> Vec<String> {
+        self.nothing_found()
+            .into_iter()
+            .chain(self.left_alone())
+            .collect()
+    }
+
+    /// A note when the walk found no file at all: most often a table's prefix that is not the
+    /// one its writers use, which would otherwise pass as a run with nothing to do.
+    fn nothing_found(&self) -> Option<String> {
+        let empty = self.hot.is_empty()
+            && self.partitions.is_empty()
+            && self.not_data.count == 0
+            && self.archived.count == 0;
+        empty.then(|| {
+            format!(
+                "no file found under {}: if data is expected there, check the prefix",
+                self.walked_from.join(", ")
+            )
+        })
+    }
+
+    /// Notes on the files the walk left alone.
+    fn left_alone(&self) -> Vec<String> {
         let mut notes = Vec::new();
         let plural = |n: usize| if n == 1 { "" } else { "s" };
         if let Some(first) = &self.not_data.first {
@@ -206,6 +233,7 @@ async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TableP
         data_files: table.data_files.describe(),
         not_data: LeftAlone::default(),
         archived: LeftAlone::default(),
+        walked_from: table.walk_from.clone(),
     };
     // Prefixes are visited several at once on a store that gains from it (each listing waits
     // a round trip on S3: a year of hourly partitions is 8,760 of them), then put back in key
@@ -252,7 +280,10 @@ async fn plan_table(store: &dyn Store, table: &TableSpec, now_ms: i64) -> TableP
             }
         }
     }
-    for note in out.notes() {
+    if let Some(note) = out.nothing_found() {
+        tracing::warn!(table = %table.name, "{note}");
+    }
+    for note in out.left_alone() {
         tracing::info!(table = %table.name, "{note}");
     }
     out.hot.sort();

@@ -149,6 +149,45 @@ fn plan_is_a_dry_run_and_speaks_json() {
     );
 }
 
+/// A table whose prefix holds nothing (its writers use another) is said so, in the plan and in
+/// a run's log, rather than passing as a run with nothing to do; the other data is untouched.
+#[test]
+fn a_table_prefix_with_nothing_under_it_is_said_so() {
+    let w = Warehouse::new("");
+    for i in 0..3 {
+        w.put(
+            &format!("evnts/dt=2026-11-20/hour=01/part-{i}.parquet"),
+            &small(),
+        );
+    }
+    let plan = w.run(&["plan"]);
+    plan.expect_code(0);
+    assert!(
+        plan.stdout().contains("no file found under events/"),
+        "{}",
+        plan.stdout()
+    );
+    let run = w.run(&["once"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr().contains("WARN") && run.stderr().contains("no file found under events/"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(w.files("evnts/dt=2026-11-20/hour=01/").len(), 3);
+
+    // With data under the prefix, no such note.
+    for i in 0..3 {
+        w.put(&format!("{}part-{i}.parquet", cold(1)), &small());
+    }
+    let plan = w.run(&["plan"]);
+    assert!(
+        !plan.stdout().contains("no file found"),
+        "{}",
+        plan.stdout()
+    );
+}
+
 /// Killed after the merged file is written, before the inputs are deleted: the next run rolls
 /// forward, so every row ends up exactly once.
 #[test]
