@@ -211,7 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             )
             .await?;
             out!("{summary}");
-            Ok(0)
+            Ok(u8::from(!summary.failed.is_empty()))
         }
         Command::Plugin(PluginCommand::Check(args)) => {
             let source = if args.file == "default" {

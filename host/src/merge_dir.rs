@@ -30,6 +30,8 @@ pub struct MergeDirSummary {
     pub files_out: u64,
     pub bytes_out: u64,
     pub rows: u64,
+    /// Each output that could not be written, with the file and the reason.
+    pub failed: Vec<String>,
     #[serde(skip)]
     pub elapsed: Duration,
 }
@@ -50,7 +52,11 @@ impl std::fmt::Display for MergeDirSummary {
             human_bytes(self.bytes_out),
             self.rows,
             self.elapsed.as_secs_f64()
-        )
+        )?;
+        for failure in &self.failed {
+            writeln!(f, "  failed  {failure}")?;
+        }
+        Ok(())
     }
 }
 
@@ -130,14 +136,22 @@ pub async fn merge_dir(
         .collect()
         .await;
     progress.finish_and_clear();
+    // One failed output (a corrupt input, a full disk) does not stop the others; each is listed.
     for partial in results {
-        let p = partial?;
+        let p = match partial {
+            Ok(p) => p,
+            Err(e) => {
+                summary.failed.push(format!("{e:#}"));
+                continue;
+            }
+        };
         summary.files_in += p.files_in;
         summary.bytes_in += p.bytes_in;
         summary.files_out += p.files_out;
         summary.bytes_out += p.bytes_out;
         summary.rows += p.rows;
     }
+    summary.failed.sort();
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

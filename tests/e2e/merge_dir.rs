@@ -97,6 +97,34 @@ fn an_output_among_the_inputs_or_a_missing_input_is_refused_and_nothing_is_writt
     assert!(run.stdout().contains("merged 0 files"), "{}", run.stdout());
 }
 
+/// A directory with a corrupt input gets no output and is listed with the file and the reason
+/// (exit 1); the other directories are merged all the same.
+#[test]
+fn a_corrupt_input_fails_its_directory_alone_and_is_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let output = dir.path().join("out");
+    let small = corpus("alltypes_plain.parquet");
+    for part in ["good", "bad"] {
+        std::fs::create_dir_all(input.join(part)).unwrap();
+        for i in 0..3 {
+            std::fs::copy(&small, input.join(part).join(format!("part-{i}.parquet"))).unwrap();
+        }
+    }
+    std::fs::write(input.join("bad/part-9.parquet"), b"id,name\n1,a\n").unwrap();
+    let run = merge(&[], &input, &output);
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(out.contains("merged 3 files"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("failed") && l.contains("bad/part-9.parquet: not a Parquet file")),
+        "{out}"
+    );
+    assert_same_rows(&output.join("good/part-00000.parquet"), &vec![small; 3]);
+    assert!(!output.join("bad").exists(), "{:?}", tree(&output));
+}
+
 /// Writes `batch` as a Parquet file at `path`, with parquet's default properties.
 fn write_parquet(path: &Path, batch: &arrow::array::RecordBatch) {
     let file = std::fs::File::create(path).unwrap();
