@@ -224,15 +224,30 @@ fn plugin_check_reports_each_scenario() {
         trap.stderr()
     );
 
-    let not_wasm = w.base.join("not.wasm");
-    std::fs::write(&not_wasm, b"definitely not wasm").unwrap();
-    let run = w.run(&["plugin", "check", not_wasm.to_str().unwrap()]);
-    run.expect_code(2);
-    assert!(
-        run.stderr().contains("not a valid WebAssembly component"),
-        "{}",
-        run.stderr()
-    );
+    // Files that are no component at all: said what they are and how to build one.
+    let cases: &[(&[u8], &str)] = &[
+        (
+            b"definitely not wasm",
+            "not a WebAssembly file: it starts with 64 65 66 69",
+        ),
+        (b"", "not a WebAssembly file: it is empty"),
+        (
+            b"\0asm\x01\0\0\0",
+            "a core WebAssembly module, not a component",
+        ),
+        (
+            b"\0asm\x0d\0\x01\0\x01\x02",
+            "not a valid WebAssembly component",
+        ),
+    ];
+    for (i, (bytes, said)) in cases.iter().enumerate() {
+        let file = w.base.join(format!("not-{i}.wasm"));
+        std::fs::write(&file, bytes).unwrap();
+        let run = w.run(&["plugin", "check", file.to_str().unwrap()]);
+        run.expect_code(2);
+        assert!(run.stderr().contains(said), "{said}: {}", run.stderr());
+        assert_eq!(run.stderr().lines().count(), 1, "{}", run.stderr());
+    }
 }
 
 /// Issue 6: how each misbehaviour is stopped, and how long that takes (`plugin check` times

@@ -314,6 +314,31 @@ impl std::fmt::Debug for PolicyPlugin {
     }
 }
 
+/// What is wrong with a file that is not a component at all, told from its first 8 bytes
+/// (the parser's own words for these cases name neither the file's kind nor the fix).
+fn not_a_component(bytes: &[u8]) -> Option<String> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: &[u8] = &[1, 0, 0, 0];
+    const BUILD: &str = "build a plugin with `cargo build --release --target wasm32-wasip2`";
+    if !bytes.starts_with(MAGIC) {
+        let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let head = if head.is_empty() {
+            "is empty".to_string()
+        } else {
+            format!("starts with {}", head.join(" "))
+        };
+        return Some(format!(
+            "not a WebAssembly file: it {head}, where WebAssembly starts with 00 61 73 6d; {BUILD}"
+        ));
+    }
+    (bytes.get(4..8) == Some(CORE_MODULE)).then(|| {
+        format!(
+            "a core WebAssembly module, not a component: {BUILD} (not wasm32-unknown-unknown \
+             or wasm32-wasip1), or wrap it with `wasm-tools component new`"
+        )
+    })
+}
+
 impl PolicyPlugin {
     /// Compiles `bytes`, checks the contract version, asks for `info` and applies `settings`
     /// through `configure`: a plugin that refuses its settings is refused here, at start-up.
@@ -328,6 +353,9 @@ impl PolicyPlugin {
             origin: origin.to_string(),
             reason,
         };
+        if let Some(problem) = not_a_component(bytes) {
+            return Err(fail(problem));
+        }
         let hash = sha256(bytes);
         let component = engine
             .compile(bytes, hash)
