@@ -129,8 +129,8 @@ pub struct MergeArgs {
     pub file_suffix: String,
     /// The directory tree to read (its files are only read).
     pub input: PathBuf,
-    /// Where the merged files go: created if missing, outside INPUT. A file already there with
-    /// a merged file's name (`part-00000.parquet`, ...) is replaced.
+    /// Where the merged files go: created if missing, outside INPUT, and holding no data files
+    /// yet where merged files would go (an earlier merge's are not mixed with, nor replaced).
     pub output: PathBuf,
 }
 

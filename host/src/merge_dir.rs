@@ -108,7 +108,12 @@ pub async fn merge_dir(
         };
         tracing::warn!("no data files under {}{which}", input.display());
     }
-    outputs_must_stay_out_of_the_input(&input_root, output, listed.iter().map(|(p, _)| p))?;
+    check_output(
+        &input_root,
+        output,
+        listed.iter().map(|(p, _)| p),
+        data_files,
+    )?;
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
     let mut summary = MergeDirSummary::default();
     let mut jobs = Vec::new();
@@ -156,14 +161,18 @@ pub async fn merge_dir(
     Ok(summary)
 }
 
-/// Refuses an `output` that would put merged files among the inputs (`output` is `input`, lies
-/// inside it, or a directory below `output` is one of the inputs'): a merged file would replace
-/// an input of the same name, and the next merge of `input` would read merged rows again.
-/// Checked before anything is written.
-fn outputs_must_stay_out_of_the_input<'a>(
+/// Refuses an `output` where merged files would mix with other data, checked before anything
+/// is written:
+/// * among the inputs (`output` is `input`, lies inside it, or a directory below `output` is
+///   one of the inputs'): a merged file would replace an input of the same name, and the next
+///   merge of `input` would read merged rows again;
+/// * beside data files already in an output directory (an earlier merge's, say): fewer outputs
+///   this time would leave some of the old ones, and their rows twice.
+fn check_output<'a>(
     input_root: &Path,
     output: &Path,
     prefixes: impl Iterator<Item = &'a String>,
+    data_files: &DataFiles,
 ) -> anyhow::Result<()> {
     let output = resolve(output).with_context(|| format!("resolving {}", output.display()))?;
     for prefix in prefixes {
@@ -179,8 +188,33 @@ fn outputs_must_stay_out_of_the_input<'a>(
             ))
             .into());
         }
+        if let Some(found) = first_data_file(&dir, data_files)? {
+            return Err(UsageError(format!(
+                "{} already holds data files ({found}, ...): merged files beside them would mix \
+                 with their rows. Empty it or choose another OUT_DIR",
+                dir.display()
+            ))
+            .into());
+        }
     }
     Ok(())
+}
+
+/// The first data file directly in `dir`, if it exists.
+fn first_data_file(dir: &Path, data_files: &DataFiles) -> anyhow::Result<Option<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().is_ok_and(|t| t.is_file()) && data_files.matches(&name) {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
 }
 
 /// `path` made absolute with its symbolic links followed, though its last components may not

@@ -40,9 +40,10 @@ fn merged_files_are_readable_as_the_umask_allows() {
 
 /// Mistaken paths are usage errors (exit 2) and write nothing: an output that would put merged
 /// files among the inputs (where `part-00000.parquet` replaced an input of that name, and the
-/// next merge read its rows again), an input that is missing (it is not created) or a file.
+/// next merge read its rows again) or beside an earlier merge's files, an input that is missing
+/// (it is not created) or a file.
 #[test]
-fn an_output_among_the_inputs_or_a_missing_input_is_refused_and_nothing_is_written() {
+fn mistaken_paths_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     std::fs::create_dir_all(input.join("a")).unwrap();
@@ -84,6 +85,20 @@ fn an_output_among_the_inputs_or_a_missing_input_is_refused_and_nothing_is_writt
     let run = merge(&[], &file, &dir.path().join("out"));
     run.expect_code(2);
     assert!(run.stderr().contains("is a file"), "{}", run.stderr());
+
+    // An earlier merge's outputs: three with a small target, then one would leave two stale.
+    let output = dir.path().join("out");
+    merge(&["--target-bytes", "1"], &input, &output).expect_code(0);
+    let earlier = tree(&output);
+    assert_eq!(earlier.len(), 3);
+    let run = merge(&[], &input, &output);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("already holds data files"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(tree(&output), earlier, "nothing written");
 
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
