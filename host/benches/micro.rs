@@ -135,6 +135,7 @@ fn merge_engine() {
                 128 << 20,
                 &compactor::layout::DataFiles::default(),
                 &cfg,
+                &compactor::shutdown::Stop::new(),
             ))
             .expect("merge")
     });

@@ -18,7 +18,7 @@ use crate::merge::MergeError;
 use crate::merge::footer::{InputFile, read_inputs};
 use crate::merge::rewrite::MergeStats;
 use crate::merge::schema::split_compatible;
-use crate::merge::spool::{Parts, SPOOL_PREFIX, inputs_held, merge_to_spool};
+use crate::merge::spool::{Parts, inputs_held, is_spool_name, merge_to_spool};
 use crate::plan::{Action, CompactionPlan, GroupPlan, PartitionPlan};
 use crate::shutdown::{Phase, Stop};
 use crate::store::{ObjectMeta, Store};
@@ -90,7 +90,7 @@ pub async fn execute(
     let spooled = crate::store::local::remove_stale_files(
         &cfg.work_dir,
         std::time::Duration::from_millis(cfg.stale_upload_after_ms.max(0) as u64),
-        |name| name.starts_with(SPOOL_PREFIX) && name.ends_with(".parquet"),
+        is_spool_name,
     );
     if spooled > 0 {
         tracing::info!(dir = %cfg.work_dir.display(), "removed {spooled} stale temporary file(s) of a killed run");

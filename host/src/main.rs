@@ -202,16 +202,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 ..defaults
             };
             let data_files = compactor::layout::DataFiles::ending_in(&args.file_suffix);
+            // Nothing is uploaded or deleted here, so a signal stops merges at once.
+            let stop = Stop::new();
+            compactor::shutdown::on_signals(&stop, std::time::Duration::ZERO);
             let summary = compactor::merge_dir::merge_dir(
                 &args.input,
                 &args.output,
                 args.target_bytes,
                 &data_files,
                 &cfg,
+                &stop,
             )
             .await?;
             out!("{summary}");
-            Ok(u8::from(!summary.failed.is_empty()))
+            Ok(if summary.interrupted {
+                130
+            } else {
+                u8::from(!summary.failed.is_empty())
+            })
         }
         Command::Plugin(PluginCommand::Check(args)) => {
             let source = if args.file == "default" {

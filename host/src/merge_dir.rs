@@ -15,10 +15,11 @@ use futures::StreamExt;
 use crate::app::UsageError;
 use crate::config::MergeConfig;
 use crate::layout::{DataFiles, Level};
+use crate::merge::MergeError;
 use crate::merge::footer::{InputFile, read_inputs};
 use crate::merge::schema::split_compatible;
 use crate::merge::spool::{Parts, merge_to_spool};
-use crate::shutdown::Stop;
+use crate::shutdown::{Phase, Stop};
 use crate::store::{LocalStore, ObjectMeta, Store};
 
 /// What `compactor merge` did.
@@ -32,6 +33,8 @@ pub struct MergeDirSummary {
     pub rows: u64,
     /// Each output that could not be written, with the file and the reason.
     pub failed: Vec<String>,
+    /// Stopped by a signal: the outputs not finished by then were not written.
+    pub interrupted: bool,
     #[serde(skip)]
     pub elapsed: Duration,
 }
@@ -55,6 +58,12 @@ impl std::fmt::Display for MergeDirSummary {
         )?;
         for failure in &self.failed {
             writeln!(f, "  failed  {failure}")?;
+        }
+        if self.interrupted {
+            writeln!(
+                f,
+                "  interrupted: outputs not finished were not written (nor left half-written)"
+            )?;
         }
         Ok(())
     }
@@ -93,6 +102,7 @@ pub async fn merge_dir(
     target_bytes: u64,
     data_files: &DataFiles,
     cfg: &MergeConfig,
+    stop: &Stop,
 ) -> anyhow::Result<MergeDirSummary> {
     let started = Instant::now();
     crate::app::existing_directory(input, "IN_DIR")?;
@@ -133,10 +143,9 @@ pub async fn merge_dir(
     }
     let total: u64 = jobs.iter().flat_map(|j| &j.inputs).map(|m| m.size).sum();
     let progress = crate::compact::progress_bar(total);
-    let stop = Stop::new();
     let slots = tokio::sync::Semaphore::new(cfg.parallelism.max(1));
     let results: Vec<anyhow::Result<MergeDirSummary>> = futures::stream::iter(jobs)
-        .map(|job| merge_job(store.as_ref(), job, output, cfg, &slots, &progress, &stop))
+        .map(|job| merge_job(store.as_ref(), job, output, cfg, &slots, &progress, stop))
         .buffer_unordered(cfg.parallelism.max(1))
         .collect()
         .await;
@@ -145,6 +154,7 @@ pub async fn merge_dir(
     for partial in results {
         let p = match partial {
             Ok(p) => p,
+            Err(e) if is_abandoned(&e) => continue,
             Err(e) => {
                 summary.failed.push(format!("{e:#}"));
                 continue;
@@ -157,6 +167,7 @@ pub async fn merge_dir(
         summary.rows += p.rows;
     }
     summary.failed.sort();
+    summary.interrupted = stop.is_draining();
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
@@ -252,6 +263,10 @@ fn resolve(path: &Path) -> std::io::Result<PathBuf> {
     Ok(resolved)
 }
 
+fn is_abandoned(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<MergeError>(), Some(MergeError::Abandoned))
+}
+
 async fn merge_job(
     store: &dyn Store,
     job: Job,
@@ -275,7 +290,11 @@ async fn merge_job(
             Arc::new(move |bytes| progress.inc(bytes))
         };
         // As in `compact`: one slot for the merge, and parts when it is larger than its share.
-        let _slot = slots.acquire().await?;
+        // Once a signal came, no merge starts.
+        let _slot = tokio::select! {
+            slot = slots.acquire() => slot?,
+            () = stop.reached(Phase::Draining) => return Err(MergeError::Abandoned.into()),
+        };
         let parts = Parts::of(&members, cfg, progress, slots);
         let (spool, stats) = merge_to_spool(
             store,

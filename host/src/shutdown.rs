@@ -63,6 +63,10 @@ impl Stop {
     /// Drains now and abandons once `grace` has passed.
     pub fn drain_then_abandon(&self, grace: Duration) {
         self.drain();
+        if grace.is_zero() {
+            self.abandon();
+            return;
+        }
         let stop = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
@@ -110,11 +114,15 @@ pub fn on_signals(stop: &Stop, grace: Duration) {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        tracing::warn!(
-            "shutting down: no new partitions; merges in flight get up to {}s to finish \
-             (signal again to exit at once)",
-            grace.as_secs()
-        );
+        if grace.is_zero() {
+            tracing::warn!("stopping: merges in flight are dropped (signal again to exit at once)");
+        } else {
+            tracing::warn!(
+                "shutting down: no new partitions; merges in flight get up to {}s to finish \
+                 (signal again to exit at once)",
+                grace.as_secs()
+            );
+        }
         stop.drain_then_abandon(grace);
         tokio::select! {
             _ = term.recv() => {}

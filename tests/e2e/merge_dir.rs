@@ -140,6 +140,61 @@ fn a_corrupt_input_fails_its_directory_alone_and_is_listed() {
     assert!(!output.join("bad").exists(), "{:?}", tree(&output));
 }
 
+/// SIGTERM (or Ctrl-C) stops a merge at once, exit 130: the merged file being written was
+/// hidden from readers while it was written, and is gone; the inputs are as they were.
+#[test]
+fn a_signal_stops_a_merge_and_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let output = dir.path().join("out");
+    std::fs::create_dir_all(input.join("a")).unwrap();
+    let small = corpus("alltypes_plain.parquet");
+    for i in 0..4 {
+        std::fs::copy(&small, input.join(format!("a/part-{i}.parquet"))).unwrap();
+    }
+    let before = tree(&input);
+    // Each input takes a second to arrive: the merge is in flight for four.
+    let child = merge_command(&[], &input, &output)
+        .env("COMPACTOR_TEST_SLOW_FETCH_MS", "1000")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let being_written = loop {
+        let names: Vec<String> = std::fs::read_dir(output.join("a"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(name) = names.into_iter().next() {
+            break name;
+        }
+        assert!(started.elapsed().as_secs() < 30, "no merged file in flight");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(
+        being_written.starts_with('.'),
+        "hidden while written: {being_written}"
+    );
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let run = Run(child.wait_with_output().unwrap());
+    run.expect_code(130);
+    assert!(run.stdout().contains("interrupted"), "{}", run.stdout());
+    assert!(
+        started.elapsed().as_secs() < 3,
+        "stopped at once, not after the merge"
+    );
+    assert_eq!(tree(&output), Vec::new(), "nothing left in OUT_DIR");
+    assert_eq!(tree(&input), before);
+}
+
 /// Writes `batch` as a Parquet file at `path`, with parquet's default properties.
 fn write_parquet(path: &Path, batch: &arrow::array::RecordBatch) {
     let file = std::fs::File::create(path).unwrap();

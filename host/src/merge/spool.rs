@@ -24,8 +24,19 @@ use crate::config::MergeConfig;
 use crate::shutdown::{Phase, Stop};
 use crate::store::Store;
 
-/// Names of merged files being written start with this.
-pub const SPOOL_PREFIX: &str = "compactor-";
+/// Names of merged files being written start with this: hidden, so that a merge killed while
+/// writing into a directory that readers see (`compactor merge`'s OUT_DIR) leaves nothing they
+/// take for data (Spark, Hive and Trino skip names starting with `.`; `*.parquet` globs too).
+pub const SPOOL_PREFIX: &str = ".compactor-";
+
+/// Whether `name` is a merged file being written, by this version or one before it (which
+/// named them without the leading dot).
+pub fn is_spool_name(name: &str) -> bool {
+    name.strip_prefix('.')
+        .unwrap_or(name)
+        .starts_with(&SPOOL_PREFIX[1..])
+        && name.ends_with(".parquet")
+}
 
 /// Test hooks: a delay in milliseconds from the environment variable `var`.
 /// `COMPACTOR_TEST_SLOW_FETCH_MS` delays each input's download (and makes them one at a
@@ -328,8 +339,26 @@ mod tests {
 
     use tokio::sync::Semaphore;
 
-    use super::{MergeError, files_ahead, in_parts, read_ahead};
+    use super::{MergeError, files_ahead, in_parts, is_spool_name, new_spool, read_ahead};
     use crate::store::LocalStore;
+
+    /// Merged files being written are hidden, and a killed run's are found by this version's
+    /// name and the one before (`compactor-*.parquet`, not hidden).
+    #[test]
+    fn spool_files_are_hidden_and_recognised_by_either_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = new_spool(dir.path()).unwrap();
+        let name = spool.path().file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with('.') && is_spool_name(name), "{name}");
+        assert!(is_spool_name("compactor-x1Y2z3.parquet"));
+        for other in [
+            "part-00000.parquet",
+            ".compactor-x1Y2z3",
+            "my-compactor-x.parquet",
+        ] {
+            assert!(!is_spool_name(other), "{other}");
+        }
+    }
 
     /// `in_parts` over `runs` parts of one input each, every part taking `ms`; returns the
     /// results and the order in which the parts started.
