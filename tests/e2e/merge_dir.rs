@@ -19,16 +19,25 @@ fn merge_command(args: &[&str], input: &Path, output: &Path) -> Command {
     cmd
 }
 
+/// `copies` copies of the corpus's `alltypes_plain.parquet` in each of `dirs` (relative, "" for
+/// `input` itself), named as merged files are (`part-00000.parquet`, ...); returns the file.
+fn copies_of_small(input: &Path, dirs: &[&str], copies: usize) -> PathBuf {
+    let small = corpus("alltypes_plain.parquet");
+    for dir in dirs {
+        std::fs::create_dir_all(input.join(dir)).unwrap();
+        for i in 0..copies {
+            std::fs::copy(&small, input.join(dir).join(format!("part-{i:05}.parquet"))).unwrap();
+        }
+    }
+    small
+}
+
 /// Outputs are ordinary files (0666 less the umask), not private temporary ones.
 #[test]
 fn merged_files_are_readable_as_the_umask_allows() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
-    std::fs::create_dir_all(&input).unwrap();
-    for i in 0..2 {
-        let small = corpus("alltypes_plain.parquet");
-        std::fs::copy(&small, input.join(format!("part-{i}.parquet"))).unwrap();
-    }
+    copies_of_small(&input, &[""], 2);
     for (umask, expected) in [(0o022, "644"), (0o077, "600")] {
         let output = dir.path().join(format!("out-{umask:o}"));
         let mut cmd = merge_command(&[], &input, &output);
@@ -46,11 +55,7 @@ fn merged_files_are_readable_as_the_umask_allows() {
 fn mistaken_paths_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
-    std::fs::create_dir_all(input.join("a")).unwrap();
-    let small = corpus("alltypes_plain.parquet");
-    for i in 0..3 {
-        std::fs::copy(&small, input.join(format!("a/part-{i:05}.parquet"))).unwrap();
-    }
+    copies_of_small(&input, &["a"], 3);
     let before = tree(&input);
     for output in [
         input.clone(),
@@ -119,13 +124,7 @@ fn a_corrupt_input_fails_its_directory_alone_and_is_listed() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     let output = dir.path().join("out");
-    let small = corpus("alltypes_plain.parquet");
-    for part in ["good", "bad"] {
-        std::fs::create_dir_all(input.join(part)).unwrap();
-        for i in 0..3 {
-            std::fs::copy(&small, input.join(part).join(format!("part-{i}.parquet"))).unwrap();
-        }
-    }
+    let small = copies_of_small(&input, &["good", "bad"], 3);
     std::fs::write(input.join("bad/part-9.parquet"), b"id,name\n1,a\n").unwrap();
     let run = merge(&[], &input, &output);
     run.expect_code(1);
@@ -147,11 +146,7 @@ fn a_signal_stops_a_merge_and_leaves_no_partial_file() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     let output = dir.path().join("out");
-    std::fs::create_dir_all(input.join("a")).unwrap();
-    let small = corpus("alltypes_plain.parquet");
-    for i in 0..4 {
-        std::fs::copy(&small, input.join(format!("a/part-{i}.parquet"))).unwrap();
-    }
+    copies_of_small(&input, &["a"], 4);
     let before = tree(&input);
     // Each input takes a second to arrive: the merge is in flight for four.
     let child = merge_command(&[], &input, &output)
@@ -208,13 +203,11 @@ fn merge_writes_one_file_per_directory_and_leaves_the_input_alone() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     let output = dir.path().join("out");
-    let small = corpus("alltypes_plain.parquet");
-    for part in ["dt=2026-11-20/hour=01", "dt=2026-11-20/hour=02"] {
-        std::fs::create_dir_all(input.join(part)).unwrap();
-        for i in 0..4 {
-            std::fs::copy(&small, input.join(part).join(format!("part-{i}.parquet"))).unwrap();
-        }
-    }
+    let small = copies_of_small(
+        &input,
+        &["dt=2026-11-20/hour=01", "dt=2026-11-20/hour=02"],
+        4,
+    );
     let before = tree(&input);
     let run = merge(&["--target-bytes", "134217728"], &input, &output);
     run.expect_code(0);
