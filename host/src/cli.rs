@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const AFTER_HELP: &str = "\
 Exit codes: 0 all went well; 1 a partition or group failed (the others were still done);
 2 bad usage, config or plugin (nothing was done); 130 a second SIGTERM/SIGINT cut a graceful
-stop short (still safe: the next run finishes what was cut).
+stop short (still safe: the next run finishes what was cut), or for `merge` the first one
+stopped it (outputs not finished are not written).
 
 Quick start: `compactor demo` seeds ./warehouse with small files and compacts them.
 Docs: README.md (config reference, writing a plugin).";
