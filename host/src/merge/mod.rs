@@ -60,8 +60,36 @@ fn create_output(dest: &Path) -> Result<Output, MergeError> {
         .map_err(|e| MergeError::Write(format!("{}: {e}", dest.display())))
 }
 
+/// Where a rewrite decodes its inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoding {
+    /// On the thread that encodes, a batch at a time: for a merge (or a part of one) that has
+    /// a core of its own and no more. A decoder on a thread of its own only competed with the
+    /// other merges for the same cores and handed every batch from one core's cache to the
+    /// other's: decoding inline took 8% less CPU on the large benchmark set, 15% less wall time
+    /// on the small one.
+    Inline,
+    /// On a thread of its own, a batch ahead of the encoder: for a merge with a core to spare
+    /// that it is too small to be cut into parts for (a lone 12 MiB partition: 0.14 s against
+    /// 0.17 s inline), so that it keeps about 1.3 cores busy instead of one.
+    Ahead,
+}
+
+impl Decoding {
+    /// For a merge in `parts` parts that may keep `cores` cores busy.
+    pub fn for_merge(cores: usize, parts: usize) -> Decoding {
+        if cores > parts {
+            Decoding::Ahead
+        } else {
+            Decoding::Inline
+        }
+    }
+}
+
 /// Writes the merge of `inputs` (their data from `next_input`, in order) to `dest`, by
-/// concatenating column chunks where [`concat::applies`], else by rewriting rows.
+/// concatenating column chunks where [`concat::applies`], else by rewriting rows (decoding as
+/// `decoding` says).
+#[allow(clippy::too_many_arguments)]
 pub fn write_output(
     inputs: &[InputFile],
     schema: SchemaRef,
@@ -70,6 +98,7 @@ pub fn write_output(
     metadata: Vec<KeyValue>,
     dest: &Path,
     on_progress: &dyn Fn(u64),
+    decoding: Decoding,
 ) -> Result<MergeStats, MergeError> {
     match concat::applies(inputs, cfg) {
         Ok(()) => concat::concat_to_file(inputs, next_input, metadata, dest, on_progress),
@@ -77,7 +106,16 @@ pub fn write_output(
             if cfg.mode != MergeMode::Rewrite {
                 tracing::debug!(files = inputs.len(), "rewriting, not concatenating: {why}");
             }
-            rewrite::merge_to_file(inputs, schema, next_input, cfg, metadata, dest, on_progress)
+            rewrite::merge_to_file(
+                inputs,
+                schema,
+                next_input,
+                cfg,
+                metadata,
+                dest,
+                on_progress,
+                decoding,
+            )
         }
     }
 }

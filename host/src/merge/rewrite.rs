@@ -8,7 +8,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::SyncSender;
 
 use arrow_array::{RecordBatch, new_null_array};
 use arrow_cast::cast;
@@ -26,7 +25,7 @@ use parquet::schema::types::ColumnPath;
 
 use super::footer::{InputFile, dictionary_columns, parse_footer};
 use super::schema::batch_schema;
-use super::{MergeError, catch_panic};
+use super::{Decoding, MergeError, catch_panic};
 use crate::config::MergeConfig;
 
 /// What was written.
@@ -56,6 +55,7 @@ impl MergeStats {
 
 /// Merges `inputs` (whose data `next_input` yields in the same order) into a new Parquet file
 /// at `dest` with `schema`, adding `metadata` to its footer.
+#[allow(clippy::too_many_arguments)]
 pub fn merge_to_file(
     inputs: &[InputFile],
     schema: SchemaRef,
@@ -64,6 +64,7 @@ pub fn merge_to_file(
     metadata: Vec<KeyValue>,
     dest: &Path,
     on_progress: &dyn Fn(u64),
+    decoding: Decoding,
 ) -> Result<MergeStats, MergeError> {
     let write_err = |e: &dyn std::fmt::Display| MergeError::Write(e.to_string());
     // Our own journal key from inputs that were earlier outputs must not be inherited.
@@ -83,36 +84,43 @@ pub fn merge_to_file(
         dest,
     };
 
-    // Decoding runs ahead of encoding on a thread of its own, so one merge keeps two cores
-    // busy; one decoded batch waits between them. (Two waiting measured no faster, alone or
-    // two merges at once, and held 7 MiB more on the small benchmark set.)
     let expected: u64 = inputs.iter().map(|i| i.rows).sum();
     let mut even = super::row_groups::EvenRowGroups::new(expected, cfg.row_group_bytes);
     let mut total_rows = 0u64;
     let output = dest.display().to_string();
-    std::thread::scope(|scope| -> Result<(), MergeError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Decoded, MergeError>>(1);
-        let (working, dictionaries) = (&working, &dictionaries);
-        scope.spawn(move || {
-            let schemas = BatchSchemas::new(dictionaries);
-            if let Err(e) = decode_all(inputs, next_input, working, schemas, cfg, &tx) {
-                let _ = tx.send(Err(e));
-            }
-        });
-        // Until the decoder is done and drops its end.
-        for decoded in rx {
-            let Decoded { batch, inputs_done } = decoded?;
-            if let Some(batch) = batch {
-                catch_panic(&output, || {
-                    even.write(writer.open(Some(&batch))?, &batch)
-                        .map_err(|e| MergeError::Write(e.to_string()))
-                })?;
-                total_rows += batch.num_rows() as u64;
-            }
-            on_progress(inputs_done);
+    let mut encode = |decoded: Decoded| -> Result<(), MergeError> {
+        if let Some(batch) = decoded.batch {
+            catch_panic(&output, || {
+                even.write(writer.open(Some(&batch))?, &batch)
+                    .map_err(|e| MergeError::Write(e.to_string()))
+            })?;
+            total_rows += batch.num_rows() as u64;
         }
+        on_progress(decoded.inputs_done);
         Ok(())
-    })?;
+    };
+    let schemas = BatchSchemas::new(&dictionaries);
+    match decoding {
+        Decoding::Inline => decode_all(inputs, next_input, &working, schemas, cfg, &mut encode)?,
+        // One decoded batch waits between the threads. (Two waiting measured no faster, alone
+        // or two merges at once, and held 7 MiB more on the small benchmark set.)
+        Decoding::Ahead => std::thread::scope(|scope| -> Result<(), MergeError> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Decoded, MergeError>>(1);
+            let working = &working;
+            scope.spawn(move || {
+                // An error here means the encoder stopped (and said why); nobody reads this.
+                let mut send = |d: Decoded| tx.send(Ok(d)).map_err(|_| MergeError::Abandoned);
+                if let Err(e) = decode_all(inputs, next_input, working, schemas, cfg, &mut send) {
+                    let _ = tx.send(Err(e));
+                }
+            });
+            // Until the decoder is done and drops its end.
+            for decoded in rx {
+                encode(decoded?)?;
+            }
+            Ok(())
+        })?,
+    }
     // Each input's rows were counted as it was decoded; this also catches a decoder that
     // stopped without saying why.
     if total_rows != expected {
@@ -283,8 +291,8 @@ struct Decoded {
     inputs_done: u64,
 }
 
-/// Decodes `inputs` (their data from `next_input`, in order) into batches of `schema` sent
-/// on `tx`, checking each input's row count against its footer's.
+/// Decodes `inputs` (their data from `next_input`, in order) into batches of `schema` handed
+/// to `sink`, checking each input's row count against its footer's.
 ///
 /// The rows of small inputs (60 rows per file from a writer that flushes every second) are
 /// gathered into batches of about `batch_rows`. A merge's first batch is the sample its
@@ -299,19 +307,17 @@ fn decode_all(
     schema: &SchemaRef,
     mut schemas: BatchSchemas<'_>,
     cfg: &MergeConfig,
-    tx: &SyncSender<Result<Decoded, MergeError>>,
+    sink: &mut dyn FnMut(Decoded) -> Result<(), MergeError>,
 ) -> Result<(), MergeError> {
     let mut gathered = Gather::new(schema.clone(), cfg.batch_rows);
     let mut inputs_done = 0u64;
-    let send = |ready: Vec<RecordBatch>, inputs_done: &mut u64| {
+    let mut send = |ready: Vec<RecordBatch>, inputs_done: &mut u64| {
         for batch in ready {
             let inputs_done = std::mem::take(inputs_done);
-            tx.send(Ok(Decoded {
+            sink(Decoded {
                 batch: Some(batch),
                 inputs_done,
-            }))
-            // The encoder stopped (and said why); nobody reads this.
-            .map_err(|_| MergeError::Abandoned)?;
+            })?;
         }
         Ok(())
     };
@@ -339,11 +345,10 @@ fn decode_all(
         .finish()
         .map_err(|e| MergeError::Write(e.to_string()))?;
     send(ready, &mut inputs_done)?;
-    tx.send(Ok(Decoded {
+    sink(Decoded {
         batch: None,
         inputs_done,
-    }))
-    .map_err(|_| MergeError::Abandoned)
+    })
 }
 
 /// The schema an input is read with ([`batch_schema`]), made once for a run of inputs that
@@ -496,6 +501,7 @@ mod tests {
     use super::*;
     use arrow_array::{ArrayRef, Int64Array, StringViewArray};
     use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
 
     fn rows(batches: &[RecordBatch]) -> Vec<usize> {
         batches.iter().map(|b| b.num_rows()).collect()
@@ -549,6 +555,125 @@ mod tests {
                 "{} bytes in {} rows",
                 batch.get_array_memory_size(),
                 batch.num_rows()
+            );
+        }
+    }
+
+    /// Five inputs of 3,000 rows (ids, a repeated category that is read as a dictionary, free
+    /// text), in row groups of 1,000, in `dir`; with the last one cut short when `torn`.
+    fn write_inputs(dir: &Path, torn: bool) {
+        use arrow_array::StringArray;
+        for file in 0..5i64 {
+            let ids = (file * 3000)..((file + 1) * 3000);
+            let kinds = ids
+                .clone()
+                .map(|i| ["view", "click", "scroll"][(i % 3) as usize]);
+            let notes = ids
+                .clone()
+                .map(|i| format!("note {} of file {file}", i * 7919 % 100_003));
+            let batch = RecordBatch::try_from_iter([
+                (
+                    "id",
+                    Arc::new(Int64Array::from_iter_values(ids)) as ArrayRef,
+                ),
+                ("kind", Arc::new(StringArray::from_iter_values(kinds))),
+                ("note", Arc::new(StringArray::from_iter_values(notes))),
+            ])
+            .unwrap();
+            let props = WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::SNAPPY)
+                .set_max_row_group_row_count(Some(1000))
+                .build();
+            let mut data = Vec::new();
+            let mut writer = ArrowWriter::try_new(&mut data, batch.schema(), Some(props)).unwrap();
+            writer.write(&batch).unwrap();
+            writer.close().unwrap();
+            if torn && file == 4 {
+                // The footer stays (read before the merge); a data page loses its end.
+                data.drain(data.len() / 2..data.len() / 2 + 64);
+            }
+            std::fs::write(dir.join(format!("part-{file}.parquet")), data).unwrap();
+        }
+    }
+
+    /// Merges the inputs in `dir` into `dest`, decoding as `decoding` says.
+    async fn merge_dir_with(
+        dir: &Path,
+        dest: &Path,
+        decoding: Decoding,
+    ) -> Result<MergeStats, MergeError> {
+        use crate::store::{LocalStore, Store};
+        let store = LocalStore::try_new(dir).unwrap();
+        let mut metas = store.list("").await.unwrap().objects;
+        metas.sort_by(|a, b| a.key.cmp(&b.key));
+        let inputs = super::super::footer::read_inputs(&store, &metas, u64::MAX, dir)
+            .await
+            .unwrap();
+        let mut data = inputs.iter().map(|input| {
+            Ok(Bytes::from(
+                std::fs::read(dir.join(&input.meta.key)).unwrap(),
+            ))
+        });
+        let mut next = || data.next();
+        let cfg = MergeConfig::default();
+        let schema = inputs[0].schema.clone();
+        merge_to_file(
+            &inputs,
+            schema,
+            &mut next,
+            &cfg,
+            Vec::new(),
+            dest,
+            &|_| {},
+            decoding,
+        )
+    }
+
+    #[tokio::test]
+    async fn both_ways_of_decoding_write_the_same_file_and_fail_alike() {
+        let (dir, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write_inputs(dir.path(), false);
+        let mut files = Vec::new();
+        for decoding in [Decoding::Inline, Decoding::Ahead] {
+            let dest = out.path().join(format!("{decoding:?}.parquet"));
+            let stats = merge_dir_with(dir.path(), &dest, decoding).await.unwrap();
+            assert_eq!(stats.rows, 15_000, "{decoding:?}");
+            let bytes = std::fs::read(&dest).unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes.clone()))
+                .unwrap()
+                .build()
+                .unwrap();
+            let ids: Vec<i64> = reader
+                .flat_map(|batch| {
+                    let batch = batch.unwrap();
+                    let ids = batch
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .unwrap();
+                    ids.values().to_vec()
+                })
+                .collect();
+            assert_eq!(
+                ids,
+                (0..15_000).collect::<Vec<i64>>(),
+                "{decoding:?}: rows in order"
+            );
+            files.push(bytes);
+        }
+        assert!(files[0] == files[1], "the same file byte for byte");
+
+        // A torn input fails the merge with its name, whichever thread decodes it.
+        let torn = tempfile::tempdir().unwrap();
+        write_inputs(torn.path(), true);
+        for decoding in [Decoding::Inline, Decoding::Ahead] {
+            let dest = out.path().join("torn.parquet");
+            let err = merge_dir_with(torn.path(), &dest, decoding)
+                .await
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("part-4.parquet"),
+                "{decoding:?}: {err}"
             );
         }
     }

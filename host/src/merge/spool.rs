@@ -19,7 +19,7 @@ use tempfile::NamedTempFile;
 use super::MergeError;
 use super::footer::InputFile;
 use super::rewrite::MergeStats;
-use super::write_output;
+use super::{Decoding, write_output};
 use crate::config::MergeConfig;
 use crate::shutdown::{Phase, Stop};
 use crate::store::Store;
@@ -92,6 +92,9 @@ fn new_spool(dir: &Path) -> Result<NamedTempFile, MergeError> {
 pub struct Parts<'a> {
     /// See [`super::stitch::useful_parts`]; 1 merges whole.
     pub count: usize,
+    /// The cores the merge may keep busy: its share of the slots, which may be more than the
+    /// parts it can be cut into (see [`super::Decoding`]).
+    pub share: usize,
     /// The run's merge slots, of which the merge holds one already. Each part beyond the first
     /// runs on a slot that is free now or frees up while parts are left (another merge has
     /// ended), else on the merge's own slot once its part before is done.
@@ -116,6 +119,7 @@ impl<'a> Parts<'a> {
         let share = super::stitch::slots_for(bytes, left, cfg.parallelism);
         Parts {
             count: super::stitch::useful_parts(inputs, cfg, share),
+            share,
             slots,
         }
     }
@@ -140,8 +144,20 @@ pub async fn merge_to_spool(
 ) -> Result<(NamedTempFile, MergeStats), MergeError> {
     let sizes: Vec<u64> = inputs.iter().map(|i| i.meta.size).collect();
     let runs = super::stitch::cut(&sizes, parts.count);
+    let decoding = Decoding::for_merge(parts.share, runs.len());
     if runs.len() <= 1 {
-        return merge_one(store, inputs, schema, cfg, metadata, dir, on_progress, stop).await;
+        let one = merge_one(
+            store,
+            inputs,
+            schema,
+            cfg,
+            metadata,
+            dir,
+            on_progress,
+            stop,
+            decoding,
+        );
+        return one.await;
     }
     tracing::info!(parts = runs.len(), files = inputs.len(), "merging in parts");
     let started = std::time::Instant::now();
@@ -156,6 +172,7 @@ pub async fn merge_to_spool(
             dir,
             on_progress,
             stop,
+            decoding,
         )
     };
     let merged = in_parts(runs, parts.slots, merge_part).await?;
@@ -248,6 +265,7 @@ async fn merge_one(
     dir: &Path,
     on_progress: Arc<dyn Fn(u64) + Send + Sync>,
     stop: &Stop,
+    decoding: Decoding,
 ) -> Result<(NamedTempFile, MergeStats), MergeError> {
     let spool = new_spool(dir)?;
 
@@ -314,6 +332,7 @@ async fn merge_one(
                 metadata,
                 spool.path(),
                 &*on_progress,
+                decoding,
             );
             crate::malloc::release_free_memory();
             stats.map(|s| (spool, s))
