@@ -2,10 +2,11 @@
 //! its own at once on a core of its own, and the parts' row groups then copied one after the
 //! other into the merged file, with their statistics, page indexes and bloom filters.
 //!
-//! A merge decodes on one thread and encodes on another, and the encoder is about two thirds of
-//! the work, so a merge alone keeps 1.3 of 2 cores busy. A merge larger than its share of the
-//! run's work (the usual hourly run: one partition has just gone cold, alone or beside smaller
-//! ones) is cut into parts, which take the spare slots, and those that smaller merges leave.
+//! A merge alone, decoding on one thread and encoding on another ([`super::Decoding::Ahead`]),
+//! keeps only 1.3 of 2 cores busy: the encoder is about two thirds of the work. A merge larger
+//! than its share of the run's work (the usual hourly run: one partition has just gone cold,
+//! alone or beside smaller ones) is cut into parts, which take the spare slots, and those that
+//! smaller merges leave; each part decodes on the thread that encodes it.
 
 use std::ops::Range;
 use std::path::Path;
