@@ -560,7 +560,7 @@ mod tests {
     }
 
     /// Five inputs of 3,000 rows (ids, a repeated category that is read as a dictionary, free
-    /// text), in row groups of 1,000, in `dir`; with the last one cut short when `torn`.
+    /// text), in row groups of 1,000, in `dir`; with the last one torn when `torn`.
     fn write_inputs(dir: &Path, torn: bool) {
         use arrow_array::StringArray;
         for file in 0..5i64 {
@@ -589,7 +589,8 @@ mod tests {
             writer.write(&batch).unwrap();
             writer.close().unwrap();
             if torn && file == 4 {
-                // The footer stays (read before the merge); a data page loses its end.
+                // 64 bytes go from its middle: the footer, at the end, still parses (as it
+                // does before a merge), but the pages after the cut no longer do.
                 data.drain(data.len() / 2..data.len() / 2 + 64);
             }
             std::fs::write(dir.join(format!("part-{file}.parquet")), data).unwrap();
