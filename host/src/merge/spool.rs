@@ -146,7 +146,7 @@ pub async fn merge_to_spool(
     let runs = super::stitch::cut(&sizes, parts.count);
     let decoding = Decoding::for_merge(parts.share, runs.len());
     if runs.len() <= 1 {
-        let one = merge_one(
+        return merge_one(
             store,
             inputs,
             schema,
@@ -156,8 +156,8 @@ pub async fn merge_to_spool(
             on_progress,
             stop,
             decoding,
-        );
-        return one.await;
+        )
+        .await;
     }
     tracing::info!(parts = runs.len(), files = inputs.len(), "merging in parts");
     let started = std::time::Instant::now();
