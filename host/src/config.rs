@@ -630,7 +630,7 @@ fn disk_temp_dir(tmpdir_set: bool, var_tmp_exists: bool) -> PathBuf {
     }
 }
 
-fn cpu_count() -> usize {
+pub fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 

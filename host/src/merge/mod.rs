@@ -66,12 +66,14 @@ pub enum Decoding {
     /// On the thread that encodes, a batch at a time: for a merge (or a part of one) that has
     /// a core of its own and no more. A decoder on a thread of its own only competed with the
     /// other merges for the same cores and handed every batch from one core's cache to the
-    /// other's: decoding inline took 8% less CPU on the large benchmark set, 15% less wall time
-    /// on the small one.
+    /// other's: decoding inline took 4–8% less CPU time on the large benchmark set, 15% less
+    /// wall time on the small one.
     Inline,
-    /// On a thread of its own, a batch ahead of the encoder: for a merge with a core to spare
+    /// On a thread of its own, a batch ahead of the encoder: for a merge with a core to spare,
     /// that it is too small to be cut into parts for (a lone 12 MiB partition: 0.14 s against
-    /// 0.17 s inline), so that it keeps about 1.3 cores busy instead of one.
+    /// 0.17 s inline) or that no slot counts (`parallelism` below the core count: one 1 GB
+    /// partition at `parallelism = 1` on 2 cores, 10.5 s against 12.7–13.1 s inline), so that
+    /// it keeps about 1.3 cores busy instead of one.
     Ahead,
 }
 

@@ -93,8 +93,9 @@ pub struct Parts<'a> {
     /// See [`super::stitch::useful_parts`]; 1 merges whole.
     pub count: usize,
     /// The cores the merge may keep busy: its share of the slots, which may be more than the
-    /// parts it can be cut into (see [`super::Decoding`]).
-    pub share: usize,
+    /// parts it can be cut into, and the cores no slot counts when `parallelism` is below the
+    /// core count (see [`super::Decoding`]).
+    pub cores: usize,
     /// The run's merge slots, of which the merge holds one already. Each part beyond the first
     /// runs on a slot that is free now or frees up while parts are left (another merge has
     /// ended), else on the merge's own slot once its part before is done.
@@ -117,9 +118,10 @@ impl<'a> Parts<'a> {
             .unwrap_or(0)
             .saturating_sub(progress.position());
         let share = super::stitch::slots_for(bytes, left, cfg.parallelism);
+        let unslotted = crate::config::cpu_count().saturating_sub(cfg.parallelism);
         Parts {
             count: super::stitch::useful_parts(inputs, cfg, share),
-            share,
+            cores: share + unslotted,
             slots,
         }
     }
@@ -144,7 +146,7 @@ pub async fn merge_to_spool(
 ) -> Result<(NamedTempFile, MergeStats), MergeError> {
     let sizes: Vec<u64> = inputs.iter().map(|i| i.meta.size).collect();
     let runs = super::stitch::cut(&sizes, parts.count);
-    let decoding = Decoding::for_merge(parts.share, runs.len());
+    let decoding = Decoding::for_merge(parts.cores, runs.len());
     if runs.len() <= 1 {
         return merge_one(
             store,
