@@ -467,3 +467,101 @@ mod parquet_dictionaries {
         );
     }
 }
+
+/// The parquet crate is patched (`vendor/parquet`): its dictionaries intern values of 4 or 8
+/// bytes as one word. Each distinct value must get one entry, and every row its own value back.
+#[cfg(test)]
+mod parquet_word_interning {
+    use std::sync::Arc;
+
+    use arrow_array::{
+        Array, ArrayRef, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
+        StringArray,
+    };
+    use arrow_schema::{Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
+    use parquet::column::page::Page;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    const ROWS: usize = 60_000;
+
+    /// Each column written with a dictionary, read back, with the entries of each column's
+    /// first dictionary page.
+    fn round_trip(columns: Vec<ArrayRef>) -> (Vec<ArrayRef>, Vec<usize>) {
+        let fields: Vec<Field> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), false))
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let mut writer = ArrowWriter::try_new(Vec::new(), schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        let file = bytes::Bytes::from(writer.into_inner().unwrap());
+
+        let mut read = ParquetRecordBatchReader::try_new(file.clone(), ROWS).unwrap();
+        let back = read.next().unwrap().unwrap();
+        assert!(read.next().is_none(), "one batch");
+        let reader = SerializedFileReader::new(file).unwrap();
+        let row_group = reader.get_row_group(0).unwrap();
+        let entries = (0..back.num_columns())
+            .map(|i| {
+                let mut pages = row_group.get_column_page_reader(i).unwrap();
+                match pages.get_next_page().unwrap() {
+                    Some(Page::DictionaryPage { num_values, .. }) => num_values as usize,
+                    other => panic!("column {i}: no dictionary page first: {other:?}"),
+                }
+            })
+            .collect();
+        (back.columns().to_vec(), entries)
+    }
+
+    #[test]
+    fn each_distinct_word_gets_one_entry_and_every_row_its_value() {
+        // Values that differ only in their high bits, signs, zeros of both signs, and NaNs of
+        // two payloads: distinct as bytes, so distinct entries.
+        let floats64 = [0.0, -0.0, f64::NAN, f64::from_bits(0x7ff8_0000_0000_0001), 1.5];
+        let floats32 = [0.0, -0.0, f32::NAN, f32::from_bits(0x7fc0_0001), 1.5];
+        // Strings of 4 and 8 bytes among others; "abcd" and "abcd\0\0\0\0" make the same word.
+        let strings = ["abcd", "abcd\0\0\0\0", "abcdefgh", "abc", "", "abcdefghi"];
+        let columns: Vec<ArrayRef> = vec![
+            // 40,000 distinct values, pairs of them a bit apart: the interner's table grows.
+            Arc::new(Int64Array::from_iter_values(
+                (0..ROWS as i64).map(|i| ((i * 7_919) % 20_000) << 40 | (i / 20_000 % 2)),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                (0..ROWS as i32).map(|i| (i % 3_000) - 1_500),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                (0..ROWS).map(|i| floats64[i % floats64.len()]),
+            )),
+            Arc::new(Float32Array::from_iter_values(
+                (0..ROWS).map(|i| floats32[i % floats32.len()]),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                (0..ROWS).map(|i| strings[i * 5 % strings.len()]),
+            )),
+        ];
+        let (back, entries) = round_trip(columns.clone());
+        assert_eq!(entries, vec![40_000, 3_000, 5, 5, 6]);
+
+        let bits = |c: &ArrayRef| -> Vec<u64> {
+            if let Some(a) = c.as_any().downcast_ref::<Float64Array>() {
+                return a.values().iter().map(|v| v.to_bits()).collect();
+            }
+            if let Some(a) = c.as_any().downcast_ref::<Float32Array>() {
+                return a.values().iter().map(|v| u64::from(v.to_bits())).collect();
+            }
+            Vec::new()
+        };
+        for (i, (written, read)) in columns.iter().zip(&back).enumerate() {
+            assert_eq!(read.len(), ROWS);
+            if written.data_type().is_floating() {
+                assert!(bits(written) == bits(read), "column {i}: the same bits");
+            } else {
+                assert_eq!(written.to_data(), read.to_data(), "column {i}");
+            }
+        }
+    }
+}
