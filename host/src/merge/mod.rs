@@ -521,7 +521,13 @@ mod parquet_word_interning {
     fn each_distinct_word_gets_one_entry_and_every_row_its_value() {
         // Values that differ only in their high bits, signs, zeros of both signs, and NaNs of
         // two payloads: distinct as bytes, so distinct entries.
-        let floats64 = [0.0, -0.0, f64::NAN, f64::from_bits(0x7ff8_0000_0000_0001), 1.5];
+        let floats64 = [
+            0.0,
+            -0.0,
+            f64::NAN,
+            f64::from_bits(0x7ff8_0000_0000_0001),
+            1.5,
+        ];
         let floats32 = [0.0, -0.0, f32::NAN, f32::from_bits(0x7fc0_0001), 1.5];
         // Strings of 4 and 8 bytes among others; "abcd" and "abcd\0\0\0\0" make the same word.
         let strings = ["abcd", "abcd\0\0\0\0", "abcdefgh", "abc", "", "abcdefghi"];
