@@ -338,6 +338,31 @@ mod zstd_shared {
     }
 }
 
+#[cfg(test)]
+mod output_file {
+    use std::io::Write;
+
+    #[test]
+    fn an_output_holds_only_what_is_written_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // A new file, and one left holding more bytes than the new content.
+        let new = dir.path().join("new.parquet");
+        let stale = dir.path().join("stale.parquet");
+        std::fs::write(&stale, vec![7u8; 10_000]).unwrap();
+        for path in [&new, &stale] {
+            let mut output = super::create_output(path).unwrap();
+            output.write_all(b"PAR1 merged").unwrap();
+            output.into_inner().unwrap().sync_all().unwrap();
+            assert_eq!(
+                std::fs::read(path).unwrap(),
+                b"PAR1 merged",
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
+
 /// The parquet crate is patched (`vendor/parquet`): its writer takes a dictionary array's rows
 /// a key at a time. What it writes must be what the same rows as plain strings write.
 #[cfg(test)]
