@@ -90,7 +90,8 @@ impl<S: Storage> Interner<S> {
             .get()
     }
 
-    /// compactor's patch: [`Self::intern`] for a value whose bytes are the word `word` (4 or 8 of them).
+    /// compactor's patch: [`Self::intern`] for a value whose bytes (4 or 8 of them) are the
+    /// word `word`.
     #[inline]
     fn intern_word(&mut self, word: u64, value: &S::Value) -> S::Key {
         let (state, word_seed, storage) = (&self.state, self.word_seed, &self.storage);
@@ -148,9 +149,9 @@ fn word_of(bytes: &[u8], len: usize) -> Option<u64> {
         .map(|word| u64::from(u32::from_le_bytes(word)))
 }
 
-/// compactor's patch: a seeded hash of one word: a full multiplication by an odd constant, its two halves folded
-/// together, so that both the low bits (hashbrown's bucket) and the high bits (its tag) depend
-/// on every bit of the word.
+/// compactor's patch: a seeded hash of one word: a full multiplication by an odd constant,
+/// its two halves folded together, so that both the low bits (hashbrown's bucket) and the high
+/// bits (its tag) depend on every bit of the word.
 #[inline]
 fn hash_word(seed: u64, word: u64) -> u64 {
     const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
