@@ -28,10 +28,7 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn tune() {
-    let arenas = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .saturating_mul(2)
-        .clamp(2, 16) as libc::c_int;
+    let arenas = crate::config::cpu_count().saturating_mul(2).clamp(2, 16) as libc::c_int;
     // SAFETY: mallopt only tunes the allocator; a refusal (return 0) just leaves glibc's
     // default in place.
     unsafe {

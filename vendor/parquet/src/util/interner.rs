@@ -75,8 +75,9 @@ impl<S: Storage> Interner<S> {
         if let Ok(word) = <[u8; 4]>::try_from(bytes) {
             return self.intern_word(u64::from(u32::from_le_bytes(word)), value);
         }
+        // Not a word: hashed with `state`, as `hash_bytes` hashes it again when the table grows.
         let (state, word_seed, storage) = (&self.state, self.word_seed, &self.storage);
-        let hash = hash_bytes(state, word_seed, bytes);
+        let hash = state.hash_one(bytes);
 
         *self
             .dedup
