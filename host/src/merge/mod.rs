@@ -613,3 +613,131 @@ mod parquet_word_interning {
         }
     }
 }
+
+/// The parquet crate is patched (`vendor/parquet`): a page of strings that are not
+/// dictionary-encoded is assembled in the buffer its values were encoded into, the lengths and
+/// levels written in room kept in front of them, or copied as before when that room is short.
+/// Every row must come back, with either writer version, compressed or not.
+#[cfg(test)]
+mod parquet_page_assembly {
+    use std::sync::Arc;
+
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+    use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+    use arrow_schema::{Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
+    use parquet::basic::{Compression, Encoding, ZstdLevel};
+    use parquet::file::properties::{WriterProperties, WriterVersion};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::schema::types::ColumnPath;
+
+    const ROWS: usize = 20_000;
+
+    /// A string of `i`'s own length and bytes, sharing prefixes with its neighbours.
+    fn text(i: usize) -> String {
+        format!("{:04}-{}", i / 100, "xyz".repeat(i * 7 % 40))
+    }
+
+    /// Strings with nulls; `null_every` 1 in so many rows is null, or all but 1 in so many
+    /// (negative), spread unevenly so that the definition levels are bit-packed.
+    fn strings(null_every: i64) -> ArrayRef {
+        let scatter = |i: usize| (i * 7_919 + i / 13) as i64;
+        Arc::new(StringArray::from_iter((0..ROWS).map(|i| {
+            let null = match null_every {
+                n if n > 0 => scatter(i) % n == 0,
+                n => scatter(i) % -n != 0,
+            };
+            (!null).then(|| text(i))
+        })))
+    }
+
+    /// Lists of 0 to 4 strings, some null: repetition levels too.
+    fn lists() -> ArrayRef {
+        let mut lists = ListBuilder::new(StringBuilder::new());
+        for i in 0..ROWS {
+            if i % 9 == 4 {
+                lists.append_null();
+                continue;
+            }
+            for j in 0..i % 5 {
+                lists.values().append_value(text(i + j));
+            }
+            lists.append(true);
+        }
+        Arc::new(lists.finish())
+    }
+
+    #[test]
+    fn every_row_comes_back_from_pages_assembled_in_place() {
+        let columns = [
+            ("plain", strings(7), Encoding::PLAIN),
+            ("delta_length", strings(7), Encoding::DELTA_LENGTH_BYTE_ARRAY),
+            ("delta", strings(7), Encoding::DELTA_BYTE_ARRAY),
+            // Mostly null: the levels outgrow the room kept for them, which is copied instead.
+            ("sparse", strings(-10), Encoding::DELTA_LENGTH_BYTE_ARRAY),
+            ("lists", lists(), Encoding::DELTA_LENGTH_BYTE_ARRAY),
+        ];
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|(name, c, _)| Field::new(*name, c.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let arrays: Vec<ArrayRef> = columns.iter().map(|(_, c, _)| c.clone()).collect();
+        let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+
+        for version in [WriterVersion::PARQUET_1_0, WriterVersion::PARQUET_2_0] {
+            for compression in [
+                Compression::UNCOMPRESSED,
+                Compression::ZSTD(ZstdLevel::try_new(3).unwrap()),
+            ] {
+                let what = format!("{version:?}, {compression:?}");
+                let mut props = WriterProperties::builder()
+                    .set_writer_version(version)
+                    .set_compression(compression)
+                    .set_dictionary_enabled(false)
+                    .set_data_page_size_limit(4 << 10)
+                    .set_write_batch_size(100);
+                for (name, _, encoding) in &columns {
+                    // The list's strings are its leaf, `lists.list.item`.
+                    let mut path = vec![name.to_string()];
+                    if *name == "lists" {
+                        path.extend(["list".into(), "item".into()]);
+                    }
+                    props = props.set_column_encoding(ColumnPath::new(path), *encoding);
+                }
+                let mut writer =
+                    ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.build())).unwrap();
+                // Batches of growing size: pages of few values, then of many.
+                let mut offset = 0;
+                for len in [50, 950, 4_000, 15_000] {
+                    writer.write(&batch.slice(offset, len)).unwrap();
+                    offset += len;
+                }
+                let file = bytes::Bytes::from(writer.into_inner().unwrap());
+
+                let reader = SerializedFileReader::new(file.clone()).unwrap();
+                let chunks = reader.metadata().row_group(0).columns();
+                for (chunk, (name, _, encoding)) in chunks.iter().zip(&columns) {
+                    assert!(chunk.encodings().any(|e| e == *encoding), "{what}: {name}");
+                }
+                let pages = reader
+                    .get_row_group(0)
+                    .unwrap()
+                    .get_column_page_reader(0)
+                    .unwrap()
+                    .count();
+                assert!(pages > 20, "{what}: many pages, not {pages}");
+
+                let mut read = ParquetRecordBatchReader::try_new(file, ROWS).unwrap();
+                let back = read.next().unwrap().unwrap();
+                assert!(read.next().is_none(), "{what}: one batch");
+                for (i, (name, written, _)) in columns.iter().enumerate() {
+                    assert_eq!(back.column(i).len(), ROWS, "{what}: {name}");
+                    assert_eq!(back.column(i).to_data(), written.to_data(), "{what}: {name}");
+                }
+            }
+        }
+    }
+}

@@ -15,6 +15,8 @@
 // specific language governing permissions and limitations
 // under the License.
 
+use bytes::Bytes;
+
 use crate::basic::Encoding;
 use crate::bloom_filter::Sbbf;
 use crate::column::writer::encoder::{
@@ -121,6 +123,10 @@ struct FallbackEncoder {
     encoder: FallbackEncoderImpl,
     num_values: usize,
     variable_length_bytes: i64,
+    /// compactor's patch: the bytes kept free at the start of the page's buffer, for what
+    /// goes before its values in the page (lengths, levels), so that the values, most of a
+    /// page, are not copied twice behind them (see `DataPageValues::take_page`).
+    spare_front: usize,
 }
 
 /// The fallback encoder in use
@@ -140,6 +146,25 @@ enum FallbackEncoderImpl {
         prefix_lengths: Box<DeltaBitPackEncoder<Int32Type>>,
         suffix_lengths: Box<DeltaBitPackEncoder<Int32Type>>,
     },
+}
+
+impl FallbackEncoderImpl {
+    /// compactor's patch: the buffer the values are appended to.
+    fn buffer(&self) -> &Vec<u8> {
+        match self {
+            Self::Plain { buffer }
+            | Self::DeltaLength { buffer, .. }
+            | Self::Delta { buffer, .. } => buffer,
+        }
+    }
+
+    fn buffer_mut(&mut self) -> &mut Vec<u8> {
+        match self {
+            Self::Plain { buffer }
+            | Self::DeltaLength { buffer, .. }
+            | Self::Delta { buffer, .. } => buffer,
+        }
+    }
 }
 
 impl FallbackEncoder {
@@ -178,6 +203,7 @@ impl FallbackEncoder {
             encoder,
             num_values: 0,
             variable_length_bytes: 0,
+            spare_front: 0,
         })
     }
 
@@ -237,18 +263,18 @@ impl FallbackEncoder {
     /// This includes:
     /// <already_written_encoded_byte_size> + <estimated_encoded_size_of_unflushed_bytes>
     fn estimated_data_page_size(&self) -> usize {
+        let values = self.encoder.buffer().len() - self.spare_front;
         match &self.encoder {
-            FallbackEncoderImpl::Plain { buffer, .. } => buffer.len(),
-            FallbackEncoderImpl::DeltaLength { buffer, lengths } => {
-                buffer.len() + lengths.estimated_data_encoded_size()
+            FallbackEncoderImpl::Plain { .. } => values,
+            FallbackEncoderImpl::DeltaLength { lengths, .. } => {
+                values + lengths.estimated_data_encoded_size()
             }
             FallbackEncoderImpl::Delta {
-                buffer,
                 prefix_lengths,
                 suffix_lengths,
                 ..
             } => {
-                buffer.len()
+                values
                     + prefix_lengths.estimated_data_encoded_size()
                     + suffix_lengths.estimated_data_encoded_size()
             }
@@ -260,43 +286,59 @@ impl FallbackEncoder {
         min_value: Option<ByteArray>,
         max_value: Option<ByteArray>,
     ) -> Result<DataPageValues<ByteArray>> {
-        let (buf, encoding) = match &mut self.encoder {
-            FallbackEncoderImpl::Plain { buffer } => (std::mem::take(buffer), Encoding::PLAIN),
-            FallbackEncoderImpl::DeltaLength { buffer, lengths } => {
-                let lengths = lengths.flush_buffer()?;
-
-                let mut out = Vec::with_capacity(lengths.len() + buffer.len());
-                out.extend_from_slice(&lengths);
-                out.extend_from_slice(buffer);
-                buffer.clear();
-                (out, Encoding::DELTA_LENGTH_BYTE_ARRAY)
+        // compactor's patch: the lengths are written in the room kept in front of the values
+        // (when it is enough), and the buffer goes out with the page; the next page gets a new
+        // one of about the same size.
+        let (lengths, encoding) = match &mut self.encoder {
+            FallbackEncoderImpl::Plain { .. } => (vec![], Encoding::PLAIN),
+            FallbackEncoderImpl::DeltaLength { lengths, .. } => {
+                (vec![lengths.flush_buffer()?], Encoding::DELTA_LENGTH_BYTE_ARRAY)
             }
             FallbackEncoderImpl::Delta {
-                buffer,
                 prefix_lengths,
                 suffix_lengths,
                 last_value,
+                ..
             } => {
-                let prefix_lengths = prefix_lengths.flush_buffer()?;
-                let suffix_lengths = suffix_lengths.flush_buffer()?;
-
-                let mut out =
-                    Vec::with_capacity(prefix_lengths.len() + suffix_lengths.len() + buffer.len());
-                out.extend_from_slice(&prefix_lengths);
-                out.extend_from_slice(&suffix_lengths);
-                out.extend_from_slice(buffer);
-                buffer.clear();
                 last_value.clear();
-                (out, Encoding::DELTA_BYTE_ARRAY)
+                let lengths = vec![prefix_lengths.flush_buffer()?, suffix_lengths.flush_buffer()?];
+                (lengths, Encoding::DELTA_BYTE_ARRAY)
             }
         };
+        let lengths_len: usize = lengths.iter().map(|l| l.len()).sum();
+        let mut buf = std::mem::take(self.encoder.buffer_mut());
+        let values_len = buf.len() - self.spare_front;
+        let start = match self.spare_front.checked_sub(lengths_len) {
+            Some(start) => {
+                let mut at = start;
+                for part in &lengths {
+                    buf[at..at + part.len()].copy_from_slice(part);
+                    at += part.len();
+                }
+                start
+            }
+            None => {
+                let mut page = Vec::with_capacity(lengths_len + values_len);
+                lengths.iter().for_each(|part| page.extend_from_slice(part));
+                page.extend_from_slice(&buf[self.spare_front..]);
+                buf = page;
+                0
+            }
+        };
+        // Room for this page's lengths and for its levels (up to 4 bits a value, bit-packed,
+        // with their headers), and for a quarter more values than it had.
+        self.spare_front = lengths_len + self.num_values / 2 + 64;
+        let next = self.encoder.buffer_mut();
+        next.reserve_exact(self.spare_front + values_len + values_len / 4);
+        next.resize(self.spare_front, 0);
 
         // Capture value of variable_length_bytes and reset for next page
         let variable_length_bytes = Some(self.variable_length_bytes);
         self.variable_length_bytes = 0;
 
         Ok(DataPageValues {
-            buf: buf.into(),
+            buf: Bytes::new(),
+            spare_front: Some((buf, start)),
             num_values: std::mem::take(&mut self.num_values),
             encoding,
             min_value,
@@ -360,10 +402,34 @@ struct DictEncoder {
 struct InputDictionary {
     values: ArrayRef,
     interned: Vec<u64>,
+    /// The last batch whose rows used each key, to list the keys a batch uses (for its
+    /// statistics) without clearing a set per batch.
+    used_in: Vec<u32>,
+    /// Counts the batches written from this dictionary; 0 means none.
+    batch: u32,
 }
 
 impl InputDictionary {
     const UNSET: u64 = u64::MAX;
+
+    fn new(values: &ArrayRef) -> Self {
+        Self {
+            values: Arc::clone(values),
+            interned: vec![Self::UNSET; values.len()],
+            used_in: vec![0; values.len()],
+            batch: 0,
+        }
+    }
+
+    /// Starts a batch: a key is used in it once `used_in` holds the returned number.
+    fn next_batch(&mut self) -> u32 {
+        self.batch = self.batch.wrapping_add(1);
+        if self.batch == 0 {
+            self.used_in.fill(0);
+            self.batch = 1;
+        }
+        self.batch
+    }
 }
 
 impl DictEncoder {
@@ -432,6 +498,7 @@ impl DictEncoder {
 
         DataPageValues {
             buf: encoder.consume().into(),
+            spare_front: None,
             num_values,
             encoding: Encoding::RLE_DICTIONARY,
             min_value,
@@ -796,67 +863,60 @@ fn encode_dictionary<T: ByteArrayType>(
         return false;
     }
 
-    if encoder.statistics_enabled != EnabledStatistics::None && !indices.is_empty() {
-        // Each key used once: a bit per dictionary entry.
-        let mut used = vec![0u64; values.len().div_ceil(64)];
-        for &i in indices {
-            let key = keys[i] as usize;
-            used[key / 64] |= 1 << (key % 64);
-        }
-        let mut used_keys = used.iter().enumerate().flat_map(|(word, bits)| {
-            let mut bits = *bits;
-            std::iter::from_fn(move || {
-                (bits != 0).then(|| {
-                    let bit = bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    word * 64 + bit
-                })
-            })
-        });
-        if let Some(first) = used_keys.next() {
-            let first: &[u8] = values.value(first).as_ref();
-            let (mut min, mut max) = (first, first);
-            for key in used_keys {
-                let value: &[u8] = values.value(key).as_ref();
-                if value < min {
-                    min = value;
-                }
-                if value > max {
-                    max = value;
-                }
-            }
-            if encoder.min_value.as_ref().is_none_or(|m| m.data() > min) {
-                encoder.min_value = Some(min.to_vec().into());
-            }
-            if encoder.max_value.as_ref().is_none_or(|m| max > m.data()) {
-                encoder.max_value = Some(max.to_vec().into());
-            }
-        }
-    }
-
     let same = dict_encoder
         .input_dictionary
         .as_ref()
         .is_some_and(|d| Arc::ptr_eq(&d.values, array.values()));
     if !same {
-        dict_encoder.input_dictionary = Some(InputDictionary {
-            values: Arc::clone(array.values()),
-            interned: vec![InputDictionary::UNSET; values.len()],
-        });
+        dict_encoder.input_dictionary = Some(InputDictionary::new(array.values()));
     }
     let Some(input) = dict_encoder.input_dictionary.as_mut() else {
         return false;
     };
-    dict_encoder.indices.reserve(indices.len());
-    for &i in indices {
+
+    // One pass over the rows interns each key not yet interned and lists the keys the batch
+    // uses, for the statistics. The interned keys go out through `extend` and the byte count
+    // through a local: pushing and adding to the encoder's fields made each row wait for the
+    // previous row's stores.
+    let with_statistics = encoder.statistics_enabled != EnabledStatistics::None;
+    let batch = input.next_batch();
+    let mut used_keys = Vec::new();
+    let mut variable_length_bytes = 0i64;
+    let interner = &mut dict_encoder.interner;
+    dict_encoder.indices.extend(indices.iter().map(|&i| {
         let key = keys[i] as usize;
+        if with_statistics && input.used_in[key] != batch {
+            input.used_in[key] = batch;
+            used_keys.push(key);
+        }
         let mut interned = input.interned[key];
         if interned == InputDictionary::UNSET {
-            interned = dict_encoder.interner.intern(values.value(key).as_ref());
+            interned = interner.intern(values.value(key).as_ref());
             input.interned[key] = interned;
         }
-        dict_encoder.indices.push(interned);
-        dict_encoder.variable_length_bytes += (offsets[key + 1] - offsets[key]).as_usize() as i64;
+        variable_length_bytes += (offsets[key + 1] - offsets[key]).as_usize() as i64;
+        interned
+    }));
+    dict_encoder.variable_length_bytes += variable_length_bytes;
+
+    // The statistics, over the keys used: each value compared once.
+    let mut used_values = used_keys.into_iter().map(|key| -> &[u8] { values.value(key).as_ref() });
+    if let Some(first) = used_values.next() {
+        let (mut min, mut max) = (first, first);
+        for value in used_values {
+            if value < min {
+                min = value;
+            }
+            if value > max {
+                max = value;
+            }
+        }
+        if encoder.min_value.as_ref().is_none_or(|m| m.data() > min) {
+            encoder.min_value = Some(min.to_vec().into());
+        }
+        if encoder.max_value.as_ref().is_none_or(|m| max > m.data()) {
+            encoder.max_value = Some(max.to_vec().into());
+        }
     }
     true
 }

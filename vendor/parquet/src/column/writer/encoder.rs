@@ -58,12 +58,42 @@ pub struct DictionaryPage {
 /// The encoded values for a data page, with optional statistics
 pub struct DataPageValues<T> {
     pub buf: Bytes,
+    /// compactor's patch: the values in a buffer of their own, in place of `buf`, from the
+    /// given offset on; the bytes before it are spare, so that what goes before the values in
+    /// a page (the levels) can be written there instead of copying the values after it.
+    pub(crate) spare_front: Option<(Vec<u8>, usize)>,
     pub num_values: usize,
     pub encoding: Encoding,
     pub min_value: Option<T>,
     pub max_value: Option<T>,
     pub nan_count: Option<u64>,
     pub variable_length_bytes: Option<i64>,
+}
+
+impl<T> DataPageValues<T> {
+    /// compactor's patch: the encoded values.
+    pub(crate) fn values(&self) -> &[u8] {
+        match &self.spare_front {
+            Some((buf, start)) => &buf[*start..],
+            None => &self.buf,
+        }
+    }
+
+    /// compactor's patch: a page of `prefix` followed by the values, and where it starts in
+    /// the buffer returned. The values stay where they are when there is room before them.
+    pub(crate) fn take_page(&mut self, prefix: &[u8]) -> (Vec<u8>, usize) {
+        if let Some((mut buf, start)) = self.spare_front.take() {
+            if let Some(page_start) = start.checked_sub(prefix.len()) {
+                buf[page_start..start].copy_from_slice(prefix);
+                return (buf, page_start);
+            }
+            self.spare_front = Some((buf, start));
+        }
+        let mut page = Vec::with_capacity(prefix.len() + self.values().len());
+        page.extend_from_slice(prefix);
+        page.extend_from_slice(self.values());
+        (page, 0)
+    }
 }
 
 /// A generic encoder of [`ColumnValues`] to data and dictionary pages used by
@@ -440,6 +470,7 @@ impl<T: DataType> ColumnValueEncoder for ColumnValueEncoderImpl<T> {
 
         Ok(DataPageValues {
             buf,
+            spare_front: None,
             encoding,
             num_values: std::mem::take(&mut self.num_values),
             min_value: self.min_value.take(),

@@ -1488,7 +1488,7 @@ impl<'a, E: ColumnValueEncoder> GenericColumnWriter<'a, E> {
     /// Data page is either buffered in case of dictionary encoding or written directly.
     pub(crate) fn add_data_page(&mut self) -> Result<()> {
         // Extract encoded values
-        let values_data = self.encoder.flush_data_page()?;
+        let mut values_data = self.encoder.flush_data_page()?;
 
         let max_def_level = self.descr.max_def_level();
         let max_rep_level = self.descr.max_rep_level();
@@ -1500,7 +1500,7 @@ impl<'a, E: ColumnValueEncoder> GenericColumnWriter<'a, E> {
             self.page_metrics.num_page_nans = Some(nan_count);
         }
 
-        let page_statistics = match (values_data.min_value, values_data.max_value) {
+        let page_statistics = match (values_data.min_value.take(), values_data.max_value.take()) {
             (Some(min), Some(max)) => {
                 // Update chunk level statistics
                 update_min(&self.descr, &min, &mut self.column_metrics.min_column_value);
@@ -1539,20 +1539,22 @@ impl<'a, E: ColumnValueEncoder> GenericColumnWriter<'a, E> {
 
         let compressed_page = match self.props.writer_version() {
             WriterVersion::PARQUET_1_0 => {
-                let mut buffer = vec![];
+                let mut levels = vec![];
 
                 if max_rep_level > 0 {
                     self.rep_levels_encoder
-                        .flush_to(|data| buffer.extend_from_slice(data));
+                        .flush_to(|data| levels.extend_from_slice(data));
                 }
 
                 if max_def_level > 0 {
                     self.def_levels_encoder
-                        .flush_to(|data| buffer.extend_from_slice(data));
+                        .flush_to(|data| levels.extend_from_slice(data));
                 }
 
-                buffer.extend_from_slice(&values_data.buf);
-                let uncompressed_size = buffer.len();
+                // compactor's patch: the levels go in front of the values, in their buffer
+                // when it has room for them, rather than the values being copied after them.
+                let (mut buffer, mut start) = values_data.take_page(&levels);
+                let uncompressed_size = buffer.len() - start;
 
                 if let Some(ref mut cmpr) = self.compressor {
                     // compactor's patch: an empty buffer, not one of the page's size. zstd
@@ -1560,13 +1562,13 @@ impl<'a, E: ColumnValueEncoder> GenericColumnWriter<'a, E> {
                     // made glibc copy all its (unused) bytes: a page's worth of copying for
                     // every page, which also pushed zstd's tables out of the cache.
                     let mut compressed_buf = Vec::new();
-                    cmpr.compress(&buffer[..], &mut compressed_buf)?;
+                    cmpr.compress(&buffer[start..], &mut compressed_buf)?;
                     compressed_buf.shrink_to_fit();
-                    buffer = compressed_buf;
+                    (buffer, start) = (compressed_buf, 0);
                 }
 
                 let data_page = Page::DataPage {
-                    buf: buffer.into(),
+                    buf: Bytes::from(buffer).slice(start..),
                     num_values: self.page_metrics.num_buffered_values,
                     encoding: values_data.encoding,
                     def_level_encoding: Encoding::RLE,
@@ -1594,26 +1596,26 @@ impl<'a, E: ColumnValueEncoder> GenericColumnWriter<'a, E> {
                 }
 
                 let uncompressed_size =
-                    rep_levels_byte_len + def_levels_byte_len + values_data.buf.len();
+                    rep_levels_byte_len + def_levels_byte_len + values_data.values().len();
 
                 // Data Page v2 compresses values only.
                 let is_compressed = match self.compressor {
                     Some(ref mut cmpr) => {
                         let buffer_len = buffer.len();
-                        cmpr.compress(&values_data.buf, &mut buffer)?;
+                        cmpr.compress(values_data.values(), &mut buffer)?;
                         let compressed_values_size = buffer.len() - buffer_len;
                         let threshold = self.column_props.data_page_v2_compression_ratio_threshold;
                         if (compressed_values_size as f64) >= (uncompressed_size as f64) * threshold
                         {
                             buffer.truncate(buffer_len);
-                            buffer.extend_from_slice(&values_data.buf);
+                            buffer.extend_from_slice(values_data.values());
                             false
                         } else {
                             true
                         }
                     }
                     None => {
-                        buffer.extend_from_slice(&values_data.buf);
+                        buffer.extend_from_slice(values_data.values());
                         false
                     }
                 };
