@@ -672,7 +672,11 @@ mod parquet_page_assembly {
     fn every_row_comes_back_from_pages_assembled_in_place() {
         let columns = [
             ("plain", strings(7), Encoding::PLAIN),
-            ("delta_length", strings(7), Encoding::DELTA_LENGTH_BYTE_ARRAY),
+            (
+                "delta_length",
+                strings(7),
+                Encoding::DELTA_LENGTH_BYTE_ARRAY,
+            ),
             ("delta", strings(7), Encoding::DELTA_BYTE_ARRAY),
             // Mostly null: the levels outgrow the room kept for them, which is copied instead.
             ("sparse", strings(-10), Encoding::DELTA_LENGTH_BYTE_ARRAY),
@@ -735,7 +739,11 @@ mod parquet_page_assembly {
                 assert!(read.next().is_none(), "{what}: one batch");
                 for (i, (name, written, _)) in columns.iter().enumerate() {
                     assert_eq!(back.column(i).len(), ROWS, "{what}: {name}");
-                    assert_eq!(back.column(i).to_data(), written.to_data(), "{what}: {name}");
+                    assert_eq!(
+                        back.column(i).to_data(),
+                        written.to_data(),
+                        "{what}: {name}"
+                    );
                 }
             }
         }
