@@ -48,6 +48,12 @@ pub struct Interner<S: Storage> {
     /// Used to provide a lookup from value to unique value
     dedup: HashTable<S::Key>,
 
+    /// compactor's patch: values of 4 bytes (`[0]`) and of 8 (`[1]`) by their word, with their
+    /// keys. A lookup compares the word where it finds it, without reading the value from
+    /// `storage`: on a dictionary larger than the cache (ids), that read was a second cache
+    /// miss after the table's own.
+    words: [HashTable<(u64, S::Key)>; 2],
+
     storage: S,
 }
 
@@ -58,7 +64,10 @@ impl<S: Storage> Interner<S> {
         Self {
             word_seed: state.hash_one(0x243F_6A88_85A3_08D3_u64),
             state,
-            dedup: HashTable::with_capacity(DEFAULT_DEDUP_CAPACITY),
+            // compactor's patch: the tables get their capacity when first used; a column uses
+            // one of the three.
+            dedup: HashTable::new(),
+            words: [HashTable::new(), HashTable::new()],
             storage,
         }
     }
@@ -70,14 +79,17 @@ impl<S: Storage> Interner<S> {
         // for every comparison).
         let bytes = value.as_bytes();
         if let Ok(word) = <[u8; 8]>::try_from(bytes) {
-            return self.intern_word(u64::from_le_bytes(word), value);
+            return self.intern_word(1, u64::from_le_bytes(word), value);
         }
         if let Ok(word) = <[u8; 4]>::try_from(bytes) {
-            return self.intern_word(u64::from(u32::from_le_bytes(word)), value);
+            return self.intern_word(0, u64::from(u32::from_le_bytes(word)), value);
         }
-        // Not a word: hashed with `state`, as `hash_bytes` hashes it again when the table grows.
-        let (state, word_seed, storage) = (&self.state, self.word_seed, &self.storage);
+        let (state, storage) = (&self.state, &self.storage);
         let hash = state.hash_one(bytes);
+        let rehash = |key: &S::Key| state.hash_one(storage.get(*key).as_bytes());
+        if self.dedup.capacity() == 0 {
+            self.dedup.reserve(DEFAULT_DEDUP_CAPACITY, rehash);
+        }
 
         *self
             .dedup
@@ -85,32 +97,35 @@ impl<S: Storage> Interner<S> {
                 hash,
                 // Compare bytes rather than directly comparing values so NaNs can be interned
                 |index| bytes == storage.get(*index).as_bytes(),
-                |key| hash_bytes(state, word_seed, storage.get(*key).as_bytes()),
+                rehash,
             )
             .or_insert_with(|| self.storage.push(value))
             .get()
     }
 
-    /// compactor's patch: [`Self::intern`] for a value whose bytes (4 or 8 of them) are the
-    /// word `word`.
+    /// compactor's patch: [`Self::intern`] for a value whose bytes (4 or 8 of them: `wide` 0
+    /// or 1) are the word `word`.
     #[inline]
-    fn intern_word(&mut self, word: u64, value: &S::Value) -> S::Key {
-        let (state, word_seed, storage) = (&self.state, self.word_seed, &self.storage);
-        let len = value.as_bytes().len();
-        *self
-            .dedup
-            .entry(
-                hash_word(word_seed, word),
-                |index| word_of(storage.get(*index).as_bytes(), len) == Some(word),
-                |key| hash_bytes(state, word_seed, storage.get(*key).as_bytes()),
-            )
-            .or_insert_with(|| self.storage.push(value))
+    fn intern_word(&mut self, wide: usize, word: u64, value: &S::Value) -> S::Key {
+        let seed = self.word_seed;
+        let rehash = |(word, _): &(u64, S::Key)| hash_word(seed, *word);
+        let table = &mut self.words[wide];
+        if table.capacity() == 0 {
+            table.reserve(DEFAULT_DEDUP_CAPACITY, rehash);
+        }
+        let storage = &mut self.storage;
+        table
+            .entry(hash_word(seed, word), |(w, _)| *w == word, rehash)
+            .or_insert_with(|| (word, storage.push(value)))
             .get()
+            .1
     }
 
     /// Return estimate of the memory used, in bytes
     pub fn estimated_memory_size(&self) -> usize {
-        self.storage.estimated_memory_size() + self.dedup.allocation_size()
+        self.storage.estimated_memory_size()
+            + self.dedup.allocation_size()
+            + self.words.iter().map(HashTable::allocation_size).sum::<usize>()
     }
 
     /// Returns the storage for this interner
@@ -123,31 +138,6 @@ impl<S: Storage> Interner<S> {
     pub fn into_inner(self) -> S {
         self.storage
     }
-}
-
-/// compactor's patch: the hash of an interned value's bytes. Values of 4 or 8 bytes are hashed
-/// as one word ([`hash_word`]), the others with `state`; all values of one column have the
-/// same width, and a byte array of 4 or 8 bytes is hashed like any other of that width.
-#[inline]
-fn hash_bytes(state: &ahash::RandomState, word_seed: u64, bytes: &[u8]) -> u64 {
-    match word_of(bytes, bytes.len()) {
-        Some(word) => hash_word(word_seed, word),
-        None => state.hash_one(bytes),
-    }
-}
-
-/// compactor's patch: the word that `bytes` make when they are 4 or 8 of them and `len` long.
-#[inline]
-fn word_of(bytes: &[u8], len: usize) -> Option<u64> {
-    if bytes.len() != len {
-        return None;
-    }
-    if let Ok(word) = <[u8; 8]>::try_from(bytes) {
-        return Some(u64::from_le_bytes(word));
-    }
-    <[u8; 4]>::try_from(bytes)
-        .ok()
-        .map(|word| u64::from(u32::from_le_bytes(word)))
 }
 
 /// compactor's patch: a seeded hash of one word: a full multiplication by an odd constant,
