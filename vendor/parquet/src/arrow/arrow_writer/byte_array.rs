@@ -407,6 +407,8 @@ struct InputDictionary {
     used_in: Vec<u32>,
     /// Counts the batches written from this dictionary; 0 means none.
     batch: u32,
+    /// The keys the current batch uses, kept to be reused by the next.
+    used_keys: Vec<usize>,
 }
 
 impl InputDictionary {
@@ -418,6 +420,7 @@ impl InputDictionary {
             interned: vec![Self::UNSET; values.len()],
             used_in: vec![0; values.len()],
             batch: 0,
+            used_keys: Vec::new(),
         }
     }
 
@@ -880,7 +883,8 @@ fn encode_dictionary<T: ByteArrayType>(
     // previous row's stores.
     let with_statistics = encoder.statistics_enabled != EnabledStatistics::None;
     let batch = input.next_batch();
-    let mut used_keys = Vec::new();
+    let mut used_keys = std::mem::take(&mut input.used_keys);
+    used_keys.clear();
     let mut variable_length_bytes = 0i64;
     let interner = &mut dict_encoder.interner;
     dict_encoder.indices.extend(indices.iter().map(|&i| {
@@ -900,7 +904,7 @@ fn encode_dictionary<T: ByteArrayType>(
     dict_encoder.variable_length_bytes += variable_length_bytes;
 
     // The statistics, over the keys used: each value compared once.
-    let mut used_values = used_keys.into_iter().map(|key| -> &[u8] { values.value(key).as_ref() });
+    let mut used_values = used_keys.iter().map(|&key| -> &[u8] { values.value(key).as_ref() });
     if let Some(first) = used_values.next() {
         let (mut min, mut max) = (first, first);
         for value in used_values {
@@ -918,6 +922,7 @@ fn encode_dictionary<T: ByteArrayType>(
             encoder.max_value = Some(max.to_vec().into());
         }
     }
+    input.used_keys = used_keys;
     true
 }
 
