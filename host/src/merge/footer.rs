@@ -21,6 +21,11 @@ use crate::store::{ObjectMeta, Store, StoreError};
 /// Most footers fit in this many bytes, read with the file's last bytes in one request.
 const FOOTER_GUESS: u64 = 64 << 10;
 
+/// Where a read is no request (a local disk), fewer last bytes are read first: reading again
+/// for a longer footer costs less than copying 64 KiB of every file (the large benchmark set's
+/// 800 footers of 10 KiB came with 41 MiB more).
+const LOCAL_FOOTER_GUESS: u64 = 16 << 10;
+
 /// An input file whose footer has been read and checked.
 ///
 /// The parsed footer itself is not kept: it takes 16 KiB of memory for a one-row-group file of
@@ -309,8 +314,13 @@ pub async fn read_metadata(
     meta: &ObjectMeta,
 ) -> Result<ParquetMetaData, MergeError> {
     let (key, size) = (meta.key.as_str(), meta.size);
+    let guess = if store.reads_are_requests() {
+        FOOTER_GUESS
+    } else {
+        LOCAL_FOOTER_GUESS
+    };
     let tail = store
-        .get_range(key, size.saturating_sub(FOOTER_GUESS)..size)
+        .get_range(key, size.saturating_sub(guess)..size)
         .await?;
     metadata_from_tail(store, meta, &tail).await
 }
@@ -655,6 +665,34 @@ mod tests {
         let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
         writer.write(&batch).unwrap();
         writer.close().unwrap();
+    }
+
+    #[tokio::test]
+    async fn footers_shorter_and_longer_than_the_first_read_are_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "short.parquet", 1000, 300, true);
+        write(dir.path(), "long.parquet", 40_000, 50, true);
+        let store = LocalStore::try_new(dir.path()).unwrap();
+        assert!(
+            !store.reads_are_requests(),
+            "a local store reads its short guess first"
+        );
+        for (name, row_groups) in [("short.parquet", 4), ("long.parquet", 800)] {
+            let data = std::fs::read(dir.path().join(name)).unwrap();
+            let size = data.len() as u64;
+            let footer_len = footer_length(name, &Bytes::from(data), size).unwrap();
+            let longer = footer_len + 8 > LOCAL_FOOTER_GUESS;
+            assert_eq!(
+                longer,
+                name == "long.parquet",
+                "{name}: footer of {footer_len}"
+            );
+
+            let meta = store.head(name).await.unwrap();
+            let md = read_metadata(&store, &meta).await.unwrap();
+            assert_eq!(md.num_row_groups(), row_groups, "{name}");
+            assert_eq!(row_group_rows(&md), if longer { 40_000 } else { 1000 });
+        }
     }
 
     #[tokio::test]
