@@ -211,10 +211,11 @@ impl Writer<'_> {
             }
             let mut props = props.build();
             add_encoded_arrow_schema_to_metadata(&schema, &mut props);
+            let options = writer_options(props, cfg, dest, file.get_ref());
             let writer = ArrowWriter::try_new_with_options(
                 file,
                 working,
-                writer_options(props, cfg, dest).with_skip_arrow_metadata(true),
+                options.with_skip_arrow_metadata(true),
             )
             .map_err(|e| MergeError::Write(e.to_string()))?;
             *self = Writer::Open(Box::new(writer));
@@ -274,11 +275,21 @@ impl BloomFilters {
 }
 
 /// With `[merge] spill_pages`, finished pages wait in a temporary file beside `dest`.
-fn writer_options(props: WriterProperties, cfg: &MergeConfig, dest: &Path) -> ArrowWriterOptions {
+/// The writer's options: `props`, and pages spilled beside `dest` (as `cfg` says), to be
+/// copied from there into `output`, the file being written.
+fn writer_options(
+    props: WriterProperties,
+    cfg: &MergeConfig,
+    dest: &Path,
+    output: &std::fs::File,
+) -> ArrowWriterOptions {
     let options = ArrowWriterOptions::new().with_properties(props);
     match dest.parent() {
-        Some(dir) if cfg.spill_pages => options
-            .with_page_store_factory(Arc::new(super::spill::SpillFactory::new(dir.to_path_buf()))),
+        Some(dir) if cfg.spill_pages => {
+            // Without a second handle (out of descriptors), pages are read back and written.
+            let spill = super::spill::SpillFactory::new(dir.to_path_buf(), output.try_clone().ok());
+            options.with_page_store_factory(Arc::new(spill))
+        }
         _ => options,
     }
 }

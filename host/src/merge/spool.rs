@@ -70,10 +70,14 @@ fn largest(inputs: &[InputFile]) -> u64 {
     inputs.iter().map(|i| i.meta.size).max().unwrap_or(0)
 }
 
-/// Input files a merge of `inputs` from `store` holds in memory at most: those downloaded
-/// ahead, one waiting for the decoder and the one being decoded.
+/// Input files a merge of `inputs` from `store` holds in memory at most: the one being
+/// decoded, and when they are fetched (not read on the spot, see [`Store::blocking_reader`])
+/// those downloaded ahead and one waiting for the decoder.
 pub fn inputs_held(store: &dyn Store, inputs: &[InputFile]) -> u64 {
-    read_ahead(store, largest(inputs)) as u64 + 2
+    match store.blocking_reader() {
+        Some(_) => 1,
+        None => read_ahead(store, largest(inputs)) as u64 + 2,
+    }
 }
 
 /// A new temporary file in `dir` for a merged file.
@@ -256,6 +260,40 @@ where
     results.into_iter().map(|(_, result)| result).collect()
 }
 
+/// Where a merge thread gets its inputs' data, in order: read on the spot with the store's
+/// [`Store::blocking_reader`], or from the fetch in the channel.
+struct InputSource<'a> {
+    inputs: &'a [InputFile],
+    /// How many of `inputs` were read on the spot.
+    read: usize,
+    reader: Option<crate::store::BlockingReader>,
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, MergeError>>,
+}
+
+impl InputSource<'_> {
+    fn next(&mut self) -> Option<Result<Bytes, MergeError>> {
+        let Some(reader) = &self.reader else {
+            return self.rx.blocking_recv();
+        };
+        let input = self.inputs.get(self.read)?;
+        self.read += 1;
+        Some(match &input.stashed {
+            Some(stashed) => read_stashed(input, stashed),
+            None => reader(&input.meta.key, &input.meta.etag).map_err(MergeError::from),
+        })
+    }
+}
+
+/// An input kept in the work dir when its footer was read (see `read_inputs`).
+fn read_stashed(input: &InputFile, stashed: &super::footer::Stashed) -> Result<Bytes, MergeError> {
+    stashed.read().map_err(|e| {
+        MergeError::Write(format!(
+            "{}: reading it back from the work dir: {e}",
+            input.meta.key
+        ))
+    })
+}
+
 /// [`merge_to_spool`] in one part.
 #[allow(clippy::too_many_arguments)]
 async fn merge_one(
@@ -271,11 +309,23 @@ async fn merge_one(
 ) -> Result<(NamedTempFile, MergeStats), MergeError> {
     let spool = new_spool(dir)?;
 
-    // Inputs are downloaded ahead of the decoder, in order (see `read_ahead`); one more waits
-    // in the channel.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, MergeError>>(1);
     let slow = test_delay("COMPACTOR_TEST_SLOW_FETCH_MS");
+    // A local disk's inputs are read by the merge thread itself, each when it is needed: a
+    // copy from the page cache takes about a millisecond, less than handing it over from
+    // another thread costs in wake-ups (and in glibc's allocator, whose arena a buffer freed
+    // by another thread must lock). The tests that slow each download down use the fetch.
+    let reader = match slow {
+        Some(_) => None,
+        None => store.blocking_reader(),
+    };
+    // Otherwise inputs are downloaded ahead of the decoder, in order (see `read_ahead`); one
+    // more waits in the channel.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, MergeError>>(1);
+    let fetched = reader.is_none();
     let fetch = async {
+        if !fetched {
+            return;
+        }
         // Made up front, as in `read_inputs`; each does nothing until polled.
         let gets: Vec<_> = inputs
             .iter()
@@ -285,12 +335,7 @@ async fn merge_one(
                 }
                 // Exactly the version that was listed and planned with (its footer read).
                 match &input.stashed {
-                    Some(stashed) => stashed.read().map_err(|e| {
-                        MergeError::Write(format!(
-                            "{}: reading it back from the work dir: {e}",
-                            input.meta.key
-                        ))
-                    }),
+                    Some(stashed) => read_stashed(input, stashed),
                     None => store
                         .get_unchanged(&input.meta.key, &input.meta.etag)
                         .await
@@ -320,11 +365,17 @@ async fn merge_one(
         let cancelled = cancelled.clone();
         // The temporary file travels with the merge thread, which removes it if it fails.
         tokio::task::spawn_blocking(move || {
+            let mut source = InputSource {
+                inputs: &inputs,
+                read: 0,
+                reader,
+                rx,
+            };
             let mut next = || {
                 if cancelled.load(Ordering::SeqCst) {
                     return Some(Err(MergeError::Abandoned));
                 }
-                rx.blocking_recv()
+                source.next()
             };
             let stats = write_output(
                 &inputs,
@@ -360,8 +411,8 @@ mod tests {
 
     use tokio::sync::Semaphore;
 
-    use super::{MergeError, files_ahead, in_parts, is_spool_name, new_spool, read_ahead};
-    use crate::store::LocalStore;
+    use super::{MergeError, files_ahead, in_parts, inputs_held, is_spool_name, new_spool};
+    use crate::store::{LocalStore, Store};
 
     /// Merged files being written are hidden, and a killed run's are found by this version's
     /// name and the one before (`compactor-*.parquet`, not hidden).
@@ -452,12 +503,10 @@ mod tests {
         // ...and always at least one, however large the inputs.
         assert_eq!(files_ahead(32, 16 * MIB, 100 * MIB), 1);
         assert_eq!(files_ahead(32, 16 * MIB, 0), 32);
-        // A local directory reads small files several ahead, and files of a megabyte or
-        // more one ahead.
+        // A local directory's inputs are read on the spot, one at a time.
         let dir = tempfile::tempdir().unwrap();
         let local = LocalStore::try_new(dir.path()).unwrap();
-        assert_eq!(read_ahead(&local, 12 << 10), 8);
-        assert_eq!(read_ahead(&local, 500_000), 2);
-        assert_eq!(read_ahead(&local, 1_200_000), 1);
+        assert!(local.blocking_reader().is_some());
+        assert_eq!(inputs_held(&local, &[]), 1);
     }
 }

@@ -160,6 +160,16 @@ async fn conditional_reads_and_writes(store: &dyn Store) {
         store.get_unchanged(key, &first).await,
         Err(StoreError::Changed { .. })
     ));
+    // A store that also reads on the calling thread reads as `get_unchanged` does.
+    if let Some(read) = store.blocking_reader() {
+        let (current, stale) = (second.clone(), first.clone());
+        let (now, then) =
+            tokio::task::spawn_blocking(move || (read(key, &current), read(key, &stale)))
+                .await
+                .expect("blocking reads");
+        assert_eq!(now.expect("blocking read"), "v2");
+        assert!(matches!(then, Err(StoreError::Changed { .. })));
+    }
     assert!(
         !store
             .put_if_match(key, Bytes::from_static(b"v3"), &first)

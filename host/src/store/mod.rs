@@ -130,6 +130,11 @@ impl std::fmt::Display for RequestCounts {
 /// ahead, 4.3 s with 8 MiB (and 12 MiB less memory).
 pub const READ_AHEAD_BYTES: u64 = 16 << 20;
 
+/// See [`Store::blocking_reader`]: reads the object at a key if its ETag is still the one
+/// given.
+pub type BlockingReader =
+    std::sync::Arc<dyn Fn(&str, &str) -> Result<Bytes, StoreError> + Send + Sync>;
+
 /// An object store.
 ///
 /// Guarantees every backend gives (checked by [`conformance`]):
@@ -186,6 +191,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// between threads, which add up over thousands of small files.
     fn reads_at_once(&self) -> usize {
         1
+    }
+
+    /// A reader of whole unchanged objects (as [`Store::get_unchanged`]) that runs on the
+    /// calling thread, for a store whose reads are quick copies from a local disk: a merge
+    /// then reads each input on its own thread when it needs it, instead of being handed every
+    /// file by another thread. `None` (the default) for stores whose reads wait on a network.
+    fn blocking_reader(&self) -> Option<BlockingReader> {
+        None
     }
 
     /// Bytes of input files a merge may read ahead of its decoder, with up to

@@ -88,6 +88,22 @@ pub trait PageStore: Send {
     /// here, or when the store is dropped.
     fn take(&mut self, key: PageKey) -> Result<Bytes>;
 
+    /// compactor's patch: whether [`write_to_output`](Self::write_to_output)
+    /// may write pages itself. The writer then flushes what it buffered before
+    /// asking it to.
+    fn writes_to_output(&self) -> bool {
+        false
+    }
+
+    /// compactor's patch: writes the blob under `key` to the end of the file
+    /// being written, itself, as [`take`](Self::take) and a write would, for a
+    /// store that knows that file and can copy to it without bringing the blob
+    /// back into memory. Returns the bytes written, or `None` when it wrote
+    /// nothing and the blob is to be taken and written the usual way.
+    fn write_to_output(&mut self, _key: PageKey) -> Result<Option<usize>> {
+        Ok(None)
+    }
+
     /// The number of bytes this store currently holds **in memory** (resident
     /// on the heap), used to report the writer's memory footprint.
     ///

@@ -23,8 +23,6 @@ use crate::file::metadata::thrift::PageHeader;
 use crate::file::page_index::column_index::ColumnIndexMetaData;
 use crate::file::page_index::offset_index::OffsetIndexMetaData;
 use crate::parquet_thrift::{ThriftCompactOutputProtocol, WriteThrift};
-#[cfg(feature = "arrow")]
-use bytes::Bytes;
 use std::fmt::Debug;
 use std::io::{BufWriter, IoSlice, Read};
 use std::{io::Write, sync::Arc};
@@ -69,6 +67,12 @@ impl<W: Write> TrackedWrite<W> {
     /// Returns the number of bytes written to this instance
     pub fn bytes_written(&self) -> usize {
         self.bytes_written
+    }
+
+    /// compactor's patch: counts `bytes` written to the end of the underlying
+    /// file by other means, after a [`flush`](Write::flush).
+    pub(crate) fn count_written_elsewhere(&mut self, bytes: usize) {
+        self.bytes_written += bytes;
     }
 
     /// Returns a reference to the underlying writer.
@@ -756,33 +760,43 @@ impl<'a, W: Write + Send> SerializedRowGroupWriter<'a, W> {
         self.finish_appended_column(close, src_offset, write_offset)
     }
 
-    /// Splice an already-encoded column chunk into the row group from an
-    /// in-order sequence of byte buffers (typically its serialized pages).
+    /// Splice an already-encoded column chunk into the row group from the
+    /// [`PageStore`](crate::column::page_store::PageStore) holding its pages,
+    /// `keys` in final file order (the dictionary page, if any, first), which
+    /// together total exactly the compressed size recorded in `close`.
     ///
-    /// This is a lower-overhead alternative to [`Self::append_column`] /
-    /// [`Self::append_column_from_read`] for callers that already hold the
-    /// chunk as owned [`Bytes`]: each buffer is written straight to the output
-    /// with a single `write_all`, skipping the intermediate copy through
-    /// [`std::io::copy`]'s fixed-size buffer.
+    /// compactor's patch: a store that can write a page to the end of the file
+    /// itself ([`PageStore::write_to_output`]) does, after the bytes buffered
+    /// before it are flushed; the stock writer took every page back into memory
+    /// and wrote it with `write_all`.
     ///
-    /// `pages` must yield the chunk's compressed bytes in final file order
-    /// (the dictionary page, if any, first) and together total exactly the
-    /// compressed size recorded in `close`.
+    /// [`PageStore::write_to_output`]: crate::column::page_store::PageStore::write_to_output
     #[cfg(feature = "arrow")]
-    pub(crate) fn append_column_from_pages<I>(
+    pub(crate) fn append_column_from_store(
         &mut self,
-        pages: I,
+        store: &mut dyn crate::column::page_store::PageStore,
+        keys: impl IntoIterator<Item = crate::column::page_store::PageKey>,
         close: ColumnCloseResult,
-    ) -> Result<()>
-    where
-        I: IntoIterator<Item = Result<Bytes>>,
-    {
+    ) -> Result<()> {
         let (src_offset, src_length, write_offset) = self.begin_appended_column(&close)?;
 
         let mut write_length = 0u64;
-        for page in pages {
-            let page = page?;
+        let mut flushed = false;
+        for key in keys {
+            if store.writes_to_output() {
+                if !flushed {
+                    self.buf.flush()?;
+                    flushed = true;
+                }
+                if let Some(written) = store.write_to_output(key)? {
+                    self.buf.count_written_elsewhere(written);
+                    write_length += written as u64;
+                    continue;
+                }
+            }
+            let page = store.take(key)?;
             self.buf.write_all(&page)?;
+            flushed = false;
             write_length += page.len() as u64;
         }
 
@@ -795,7 +809,7 @@ impl<'a, W: Write + Send> SerializedRowGroupWriter<'a, W> {
         self.finish_appended_column(close, src_offset, write_offset)
     }
 
-    /// [`Self::append_column_from_read`] / [`Self::append_column_from_pages`]
+    /// [`Self::append_column_from_read`] / [`Self::append_column_from_store`]
     /// preamble: validates the writer state and that `close` matches the next
     /// expected column.
     ///
@@ -826,7 +840,7 @@ impl<'a, W: Write + Send> SerializedRowGroupWriter<'a, W> {
         Ok((src_offset, src_length, write_offset))
     }
 
-    /// [`Self::append_column_from_read`] / [`Self::append_column_from_pages`]
+    /// [`Self::append_column_from_read`] / [`Self::append_column_from_store`]
     /// epilogue: rewrites the buffer-relative page offsets recorded in `close`
     /// to their final positions in the output file and closes the column.
     fn finish_appended_column(

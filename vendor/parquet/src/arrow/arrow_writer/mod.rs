@@ -759,11 +759,13 @@ impl ArrowColumnChunkData {
     }
 }
 
-/// A streaming iterator over one column chunk's buffered page blobs, in final
-/// file order: the dictionary page (if any) first, then the data pages.
+/// One column chunk's buffered page blobs, with their keys in final file
+/// order: the dictionary page (if any) first, then the data pages.
 ///
-/// Each blob is taken back out of the [`PageStore`] *as it is
-/// consumed* and released immediately afterwards, so splicing a chunk into the
+/// Each blob is taken back out of the [`PageStore`] (or written out by it, see
+/// [`PageStore::write_to_output`]; compactor's patch: this was an iterator of
+/// taken blobs) as the chunk is spliced, and released immediately afterwards,
+/// so splicing a chunk into the
 /// output file never materializes more than a single page in memory at a time.
 /// This is what keeps the splice phase within the memory bound for a spilling
 /// backend (an in-memory store already holds the bytes, so it is unaffected).
@@ -790,15 +792,6 @@ impl StreamingColumnChunkPages {
             store: data.store,
             keys: keys.into_iter(),
         }
-    }
-}
-
-impl Iterator for StreamingColumnChunkPages {
-    type Item = Result<Bytes>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let key = self.keys.next()?;
-        Some(self.store.take(key))
     }
 }
 
@@ -982,8 +975,8 @@ impl ArrowColumnChunk {
         // it ahead of the data pages in the recorded offsets before the splice.
         let close = close.update_dictionary_location(data.dictionary_len)?;
 
-        let pages = StreamingColumnChunkPages::new(data);
-        writer.append_column_from_pages(pages, close)
+        let StreamingColumnChunkPages { mut store, keys } = StreamingColumnChunkPages::new(data);
+        writer.append_column_from_store(store.as_mut(), keys, close)
     }
 }
 
