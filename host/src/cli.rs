@@ -68,7 +68,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Merge the Parquet files of every directory under IN_DIR into files of about the target
     /// size, written under the same relative paths in OUT_DIR: the engine of `once`, with no
-    /// policy, journal or deletes (inputs are only read). Needs no config file.
+    /// policy, journal or deletes (inputs are only read). Reads no config file: its flags set
+    /// what a config's `[merge]` section would, and the other settings keep their defaults.
     Merge(MergeArgs),
     /// Work with policy plugins.
     #[command(subcommand)]
